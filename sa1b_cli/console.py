@@ -1,0 +1,302 @@
+"""The one console layer: rich on a TTY, plain timestamped lines in logs, JSON lines for machines.
+
+Roles are fixed so two displays never compete: rich draws tables and the live
+download view; tqdm draws the file-count bar of extract and verify; nothing else
+writes to the terminal while one of them is active. When stderr is not a TTY
+(cron), every display degrades to one timestamped line every ``interval``
+seconds, with no carriage returns or escape codes. With ``--json`` stdout carries
+only JSON lines (events, periodic progress, then a summary).
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from typing import IO, Any
+
+import orjson
+
+from sa1b_cli.events import FileProgress, TransferSnapshot
+
+
+@dataclass
+class Environment:
+    """The streams and terminal facts a command runs with (passed in, never read globally)."""
+
+    stdout: IO[str]
+    stderr: IO[str]
+    stderr_isatty: bool
+
+    @classmethod
+    def from_process(cls) -> "Environment":
+        return cls(stdout=sys.stdout, stderr=sys.stderr, stderr_isatty=_isatty(sys.stderr))
+
+
+def _isatty(stream: IO[str]) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def human_bytes(n: float | None) -> str:
+    if n is None:
+        return "?"
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(value) < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} TiB"
+
+
+def human_duration(seconds: float | None) -> str:
+    if seconds is None or seconds != seconds or seconds < 0:
+        return "?"
+    seconds = int(seconds)
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days}d{hours:02d}h"
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    if minutes:
+        return f"{minutes}m{secs:02d}s"
+    return f"{secs}s"
+
+
+def _timestamp() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, datetime):
+        return obj.isoformat()
+    if hasattr(obj, "__fspath__"):
+        return str(obj)
+    raise TypeError
+
+
+class Console:
+    """Implements ``events.Reporter`` for humans and machines."""
+
+    def __init__(self, env: Environment, *, mode: str, interval: float = 10.0, quiet: bool = False) -> None:
+        assert mode in ("rich", "plain", "json"), mode
+        self.env = env
+        self.mode = mode
+        self.interval = interval
+        self.quiet = quiet
+        self._lock = threading.Lock()
+        self._last_transfer = 0.0
+        self._live: Any = None
+        self._rich: Any = None
+        if mode == "rich":
+            from rich.console import Console as RichConsole
+
+            self._rich = RichConsole(file=env.stderr, highlight=False)
+
+    @classmethod
+    def for_env(cls, env: Environment, *, json_output: bool, interval: float = 10.0, quiet: bool = False) -> "Console":
+        mode = "json" if json_output else ("rich" if env.stderr_isatty else "plain")
+        return cls(env, mode=mode, interval=interval, quiet=quiet)
+
+    # -- Reporter -----------------------------------------------------------
+    def event(self, kind: str, message: str, *, level: str = "info", **data: Any) -> None:
+        with self._lock:
+            if self.mode == "json":
+                self.emit_json({"type": "event", "kind": kind, "level": level, "message": message, **data})
+                return
+            if self.quiet and level == "info":
+                return
+            if self.mode == "rich":
+                style = {"error": "bold red", "warning": "yellow", "info": ""}.get(level, "")
+                prefix = {"error": "error: ", "warning": "warning: "}.get(level, "")
+                self._rich.print(f"{prefix}{message}", style=style or None, markup=False)
+            else:
+                self._plain_line(f"{level.upper():7s} {message}")
+
+    def transfer(self, snapshot: TransferSnapshot) -> None:
+        with self._lock:
+            if self.mode == "rich":
+                self._rich_transfer(snapshot)
+                return
+            now = time.monotonic()
+            final = snapshot.done + snapshot.failed >= snapshot.total_parts > 0
+            if now - self._last_transfer < self.interval and not final:
+                return
+            self._last_transfer = now
+            if self.mode == "json":
+                self.emit_json({"type": "progress", "stage": "download", **_snapshot_dict(snapshot)})
+            elif not self.quiet:
+                self._plain_line("INFO    " + transfer_line(snapshot))
+
+    def files(self, label: str, total_files: int | None, total_bytes: int | None = None) -> FileProgress:
+        if self.mode == "rich":
+            return _TqdmProgress(label, total_files, self.env.stderr)
+        return _LineProgress(self, label, total_files, total_bytes)
+
+    # -- output helpers used by cli.py -----------------------------------------
+    def emit_json(self, record: dict[str, Any]) -> None:
+        record.setdefault("time", _timestamp())
+        self.env.stdout.write(orjson.dumps(record, default=_json_default).decode() + "\n")
+        self.env.stdout.flush()
+
+    def print_result(self, text: str) -> None:
+        """A final human result line on stdout (never used in JSON mode)."""
+        if self.mode == "plain":
+            self.env.stdout.write(f"{_timestamp()} {text}\n")
+        else:
+            self.env.stdout.write(text + "\n")
+        self.env.stdout.flush()
+
+    def print_table(self, title: str, columns: list[str], rows: list[list[str]]) -> None:
+        """A table: rich on a TTY, aligned plain text otherwise."""
+        if self.mode == "rich":
+            from rich.console import Console as RichConsole
+            from rich.table import Table
+
+            table = Table(title=title)
+            for column in columns:
+                table.add_column(column, overflow="fold")
+            for row in rows:
+                table.add_row(*row)
+            RichConsole(file=self.env.stdout, highlight=False).print(table)
+            return
+        widths = [max(len(str(c)) for c in [col, *[r[i] for r in rows]]) for i, col in enumerate(columns)]
+        lines = [title] if title else []
+        lines.append("  ".join(c.ljust(w) for c, w in zip(columns, widths)).rstrip())
+        for row in rows:
+            lines.append("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip())
+        self.env.stdout.write("\n".join(lines) + "\n")
+        self.env.stdout.flush()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._live is not None:
+                self._live.stop()
+                self._live = None
+
+    def _plain_line(self, text: str) -> None:
+        self.env.stderr.write(f"{_timestamp()} {text}\n")
+        self.env.stderr.flush()
+
+    def _rich_transfer(self, snapshot: TransferSnapshot) -> None:
+        from rich.live import Live
+
+        renderable = _transfer_table(snapshot)
+        if self._live is None:
+            self._live = Live(renderable, console=self._rich, auto_refresh=False, transient=False)
+            self._live.start()
+        self._live.update(renderable, refresh=True)
+        if snapshot.total_parts and snapshot.done + snapshot.failed >= snapshot.total_parts:
+            self._live.stop()
+            self._live = None
+
+
+def _snapshot_dict(snapshot: TransferSnapshot) -> dict[str, Any]:
+    data = asdict(snapshot)
+    data["parts"] = [p for p in data["parts"] if p["status"] == "active"]
+    return data
+
+
+def transfer_line(s: TransferSnapshot) -> str:
+    """One ``--stats-one-line``-style summary of a download."""
+    percent = f"{100 * s.completed_bytes / s.total_bytes:.0f}%" if s.total_bytes else "?%"
+    active = sum(1 for p in s.parts if p.status == "active")
+    return (
+        f"{human_bytes(s.completed_bytes)} / {human_bytes(s.total_bytes)}, {percent}, "
+        f"{human_bytes(s.speed)}/s, ETA {human_duration(s.eta_seconds)}; "
+        f"parts {s.done}/{s.total_parts} done, {active} active, {s.failed} failed"
+    )
+
+
+def _transfer_table(s: TransferSnapshot) -> Any:
+    from rich.console import Group
+    from rich.progress_bar import ProgressBar
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(box=None, expand=False, show_header=True, header_style="bold")
+    for column in ("part", "progress", "done", "size", "speed", "conns", ""):
+        table.add_column(column)
+    shown = [p for p in s.parts if p.status == "active"][:20]
+    for p in shown:
+        total = p.total or 0
+        bar = ProgressBar(total=total or 1, completed=p.completed if total else 0, width=30)
+        pct = f"{100 * p.completed / total:5.1f}%" if total else "   ?"
+        table.add_row(p.name, bar, pct, human_bytes(p.total), f"{human_bytes(p.speed)}/s", str(p.connections), p.message)
+    overall = ProgressBar(total=s.total_bytes or 1, completed=s.completed_bytes if s.total_bytes else 0, width=50)
+    footer = Table.grid(padding=(0, 1))
+    footer.add_row(Text("total", style="bold"), overall, Text(transfer_line(s)))
+    return Group(table, footer)
+
+
+class _TqdmProgress:
+    """File-count bar on a TTY (tqdm's role in the console layer)."""
+
+    def __init__(self, label: str, total: int | None, stream: IO[str]) -> None:
+        from tqdm import tqdm
+
+        self._bar = tqdm(total=total, desc=label, unit="file", unit_scale=True, file=stream, dynamic_ncols=True)
+        self._bytes = 0
+
+    def advance(self, files: int = 0, nbytes: int = 0) -> None:
+        self._bytes += nbytes
+        if files:
+            self._bar.update(files)
+        if nbytes:
+            self._bar.set_postfix_str(human_bytes(self._bytes), refresh=False)
+
+    def close(self) -> None:
+        self._bar.close()
+
+
+class _LineProgress:
+    """File-count progress as a timestamped line (or JSON record) every ``interval`` seconds."""
+
+    def __init__(self, console: Console, label: str, total: int | None, total_bytes: int | None) -> None:
+        self.console = console
+        self.label = label
+        self.total = total
+        self.total_bytes = total_bytes
+        self.files = 0
+        self.nbytes = 0
+        self.started = time.monotonic()
+        self._last = self.started
+        self._guard = threading.Lock()
+
+    def advance(self, files: int = 0, nbytes: int = 0) -> None:
+        with self._guard:
+            self.files += files
+            self.nbytes += nbytes
+            now = time.monotonic()
+            if now - self._last < self.console.interval:
+                return
+            self._last = now
+        self._report()
+
+    def _report(self, final: bool = False) -> None:
+        elapsed = max(1e-9, time.monotonic() - self.started)
+        rate = self.files / elapsed
+        eta = (self.total - self.files) / rate if self.total and rate > 0 else None
+        if self.console.mode == "json":
+            self.console.emit_json(
+                {"type": "progress", "stage": self.label, "files": self.files, "total_files": self.total,
+                 "bytes": self.nbytes, "files_per_s": round(rate, 1), "eta_seconds": eta, "final": final}
+            )
+            return
+        if self.console.quiet and not final:
+            return
+        total = f"/{self.total}" if self.total is not None else ""
+        percent = f" ({100 * self.files / self.total:.0f}%)" if self.total else ""
+        self.console._plain_line(
+            f"INFO    {self.label}: {self.files}{total} files{percent}, {human_bytes(self.nbytes)}, "
+            f"{rate:.0f} files/s, ETA {human_duration(eta) if not final else '0s'}"
+        )
+
+    def close(self) -> None:
+        self._report(final=True)

@@ -1,0 +1,79 @@
+"""Exit codes and typed errors.
+
+The core never prints or exits: it raises one of these, and ``cli.py`` turns the
+``exit_status`` into the process exit code documented in the README.
+"""
+
+from __future__ import annotations
+
+import enum
+
+
+class ExitStatus(enum.IntEnum):
+    """Process exit codes; stable, documented in the README, meant for cron."""
+
+    OK = 0
+    ERROR = 1  # unexpected internal error (a bug, or an environment we could not handle)
+    USAGE = 2  # bad options or bad input file (links file, checksum list, parts spec)
+    PARTS_FAILED = 3  # some selected parts failed (download or extract); others may be done
+    LOCKED = 4  # another run holds the lock on (some of) the selected parts
+    INCOMPLETE = 5  # verify: files or parts are missing
+    CORRUPT = 6  # verify: files are present but damaged
+    NO_SPACE = 7  # not enough free disk space for the plan
+    LINKS_EXPIRED = 8  # parts could not be fetched only because their links expired: get a fresh links file
+    INTERRUPTED = 130  # stopped by SIGINT/SIGTERM; state saved, rerun resumes
+
+
+class Sa1bError(Exception):
+    """Base of every error the core raises on purpose."""
+
+    exit_status: ExitStatus = ExitStatus.ERROR
+
+
+class UsageError(Sa1bError):
+    """Options out of range or contradicting each other."""
+
+    exit_status = ExitStatus.USAGE
+
+
+class InputFileError(Sa1bError):
+    """A user-supplied file is malformed; the message names the file and line."""
+
+    exit_status = ExitStatus.USAGE
+
+    def __init__(self, path: str, line: int | None, message: str) -> None:
+        self.path = path
+        self.line = line
+        self.reason = message
+        where = f"{path}:{line}" if line is not None else path
+        super().__init__(f"{where}: {message}")
+
+
+class LockHeldError(Sa1bError):
+    """Another live run holds a lock we need."""
+
+    exit_status = ExitStatus.LOCKED
+
+
+class DiskSpaceError(Sa1bError):
+    """The plan does not fit on the target file system."""
+
+    exit_status = ExitStatus.NO_SPACE
+
+
+class LayoutError(Sa1bError):
+    """The ROOT was extracted with another layout than the one asked for."""
+
+    exit_status = ExitStatus.USAGE
+
+
+class Aria2Error(Sa1bError):
+    """The aria2c daemon could not be found, started or reached."""
+
+    exit_status = ExitStatus.ERROR
+
+
+class Interrupted(Sa1bError):
+    """A signal asked us to stop; everything was saved."""
+
+    exit_status = ExitStatus.INTERRUPTED

@@ -1,0 +1,214 @@
+"""Meta's links file: parsing, expiry and URL redaction.
+
+The file is ``file_name<TAB>cdn_link`` then one ``NAME<TAB>URL`` a line. Names come
+from the first column only (the URL path is an opaque token). A bad file is
+rejected as a whole, with every problem named by line, before anything is fetched.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
+
+from sa1b_cli.errors import InputFileError
+
+PART_NAME = re.compile(r"^sa_(\d{6})\.tar$")
+HEADER = ("file_name", "cdn_link")
+# Query parameters that carry a signature or a credential; never shown in full.
+SECRET_PARAMS = re.compile(r"^(oh|_nc_sid|_nc_ohc|sig|signature|token|key|x-amz-.*|x-goog-.*|policy|key-pair-id)$", re.I)
+MAX_REPORTED_PROBLEMS = 20
+
+
+class LinksFileError(InputFileError):
+    """The links file is malformed; ``problems`` lists every (line, message)."""
+
+    def __init__(self, path: str, problems: list[tuple[int | None, str]]) -> None:
+        self.problems = problems
+        first_line, first_message = problems[0]
+        super().__init__(path, first_line, first_message)
+        if len(problems) > 1:
+            shown = problems[:MAX_REPORTED_PROBLEMS]
+            lines = [f"{path}:{line}: {message}" if line else f"{path}: {message}" for line, message in shown]
+            more = len(problems) - len(shown)
+            if more:
+                lines.append(f"... and {more} more problems")
+            self.args = (f"{len(problems)} problems in the links file:\n" + "\n".join(lines),)
+
+
+@dataclass(frozen=True)
+class LinkEntry:
+    """One row of the links file."""
+
+    name: str
+    url: str
+    line: int
+
+    @property
+    def is_part(self) -> bool:
+        return PART_NAME.match(self.name) is not None
+
+    @property
+    def part_index(self) -> int | None:
+        match = PART_NAME.match(self.name)
+        return int(match.group(1)) if match else None
+
+    @property
+    def expires_at(self) -> datetime | None:
+        return url_expiry(self.url)
+
+    @property
+    def redacted_url(self) -> str:
+        return redact_url(self.url)
+
+
+@dataclass
+class LinksFile:
+    """A parsed links file: parts and extras in file order."""
+
+    path: str
+    entries: list[LinkEntry] = field(default_factory=list)
+
+    @property
+    def parts(self) -> list[LinkEntry]:
+        return sorted((e for e in self.entries if e.is_part), key=lambda e: e.name)
+
+    @property
+    def extras(self) -> list[LinkEntry]:
+        return [e for e in self.entries if not e.is_part]
+
+    def by_name(self) -> dict[str, LinkEntry]:
+        return {e.name: e for e in self.entries}
+
+    def expiry_range(self) -> tuple[datetime | None, datetime | None]:
+        """Earliest and latest expiry of all rows (None when no row carries ``oe``)."""
+        times = [t for t in (e.expires_at for e in self.entries) if t is not None]
+        if not times:
+            return None, None
+        return min(times), max(times)
+
+
+def url_expiry(url: str) -> datetime | None:
+    """The expiry in a signed URL's ``oe`` parameter (hex Unix time), or None."""
+    for key, value in parse_qsl(urlsplit(url).query, keep_blank_values=True):
+        if key == "oe":
+            try:
+                return datetime.fromtimestamp(int(value, 16), tz=timezone.utc)
+            except (ValueError, OverflowError, OSError):
+                return None
+    return None
+
+
+def redact_url(url: str) -> str:
+    """The URL with its signature parameters replaced, safe for logs and receipts."""
+    parts = urlsplit(url)
+    if not parts.query:
+        return url
+    pieces = []
+    for raw in parts.query.split("&"):
+        key, sep, _value = raw.partition("=")
+        if sep and SECRET_PARAMS.match(key):
+            pieces.append(f"{key}=REDACTED")
+        else:
+            pieces.append(raw)
+    netloc = parts.hostname or ""
+    if parts.port:
+        netloc = f"{netloc}:{parts.port}"
+    return urlunsplit((parts.scheme, netloc, parts.path, "&".join(pieces), ""))
+
+
+def _check_name(name: str) -> str | None:
+    if not name:
+        return "empty file name"
+    if "/" in name or "\\" in name:
+        return f"file name {name!r} contains a path; only bare file names are allowed"
+    if name in (".", "..") or name.startswith("."):
+        return f"file name {name!r} is not allowed"
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in name):
+        return f"file name {name!r} contains control characters"
+    if len(name.encode("utf-8", "surrogateescape")) > 255:
+        return "file name longer than 255 bytes"
+    return None
+
+
+def _check_url(url: str) -> str | None:
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError as exc:
+        return f"malformed URL ({exc})"
+    if parts.scheme.lower() not in ("http", "https"):
+        shown = parts.scheme or url[:20]
+        return f"URL must be http(s), got {shown!r}"
+    if not parts.hostname:
+        return "URL has no host"
+    if any(ch.isspace() or ord(ch) < 32 for ch in url):
+        return "URL contains whitespace or control characters"
+    return None
+
+
+def parse_links_text(text: str, source: str = "<links>") -> LinksFile:
+    """Parse the links file content; raise LinksFileError naming every bad line."""
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    problems: list[tuple[int | None, str]] = []
+    entries: list[LinkEntry] = []
+    seen: dict[str, int] = {}
+    first_content = True
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line:
+            continue
+        fields = line.split("\t") if "\t" in line else line.split()
+        fields = [f.strip() for f in fields]
+        if first_content:
+            first_content = False
+            if tuple(f.lower() for f in fields) == HEADER:
+                continue
+        if len(fields) != 2 or not fields[0] or not fields[1]:
+            problems.append((number, f"expected 'NAME<TAB>URL', got {len(fields)} field(s): {_shorten(line)!r}"))
+            continue
+        name, url = fields
+        problem = _check_name(name) or _check_url(url)
+        if problem:
+            problems.append((number, problem))
+            continue
+        if name in seen:
+            problems.append((number, f"duplicate file name {name!r} (first on line {seen[name]})"))
+            continue
+        seen[name] = number
+        entries.append(LinkEntry(name=name, url=url, line=number))
+    if not entries and not problems:
+        problems.append((None, "no links found (expected lines 'NAME<TAB>URL' after a 'file_name<TAB>cdn_link' header)"))
+    if problems:
+        raise LinksFileError(source, problems)
+    return LinksFile(path=source, entries=entries)
+
+
+def parse_links(path: Path | str) -> LinksFile:
+    """Read and parse a links file from disk."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise InputFileError(str(path), None, "links file not found") from None
+    except IsADirectoryError:
+        raise InputFileError(str(path), None, "is a directory, expected the links file") from None
+    except OSError as exc:
+        raise InputFileError(str(path), None, f"cannot read links file: {exc.strerror}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise InputFileError(str(path), line, "not valid UTF-8 text (is this really the links file?)") from None
+    if "\x00" in text:
+        line = text[: text.index("\x00")].count("\n") + 1
+        raise InputFileError(str(path), line, "binary data (NUL byte); expected the text links file")
+    return parse_links_text(text, str(path))
+
+
+def _shorten(text: str, limit: int = 60) -> str:
+    text = redact_url(text) if "://" in text else text
+    return text if len(text) <= limit else text[: limit - 3] + "..."

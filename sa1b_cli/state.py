@@ -1,0 +1,117 @@
+"""Atomic JSON state files: receipts, failures, run progress.
+
+A receipt is the only proof that a stage finished for a part. It is written to a
+temporary file in the same directory, fsynced and renamed into place, so a crash
+leaves either the old receipt or the new one, never half of one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from sa1b_cli.paths import RootPaths
+
+
+def utc_now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def atomic_write_json(path: Path, data: Any) -> None:
+    """Write ``data`` as JSON to ``path`` atomically (temp file + fsync + rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(data, handle, indent=1, sort_keys=True)
+            handle.write("\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def read_json(path: Path) -> Any | None:
+    """The JSON in ``path``, or None when it is missing or unreadable (a torn write by hand)."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except (ValueError, OSError):
+        return None
+
+
+def read_receipt(paths: RootPaths, stage: str, name: str) -> dict[str, Any] | None:
+    return read_json(paths.receipt(stage, name))
+
+
+def write_receipt(paths: RootPaths, stage: str, name: str, data: dict[str, Any]) -> None:
+    record = dict(data)
+    record.setdefault("part", name)
+    record.setdefault("stage", stage)
+    record.setdefault("time", utc_now_iso())
+    atomic_write_json(paths.receipt(stage, name), record)
+    clear_failure(paths, stage, name)
+
+
+def remove_receipt(paths: RootPaths, stage: str, name: str) -> None:
+    try:
+        paths.receipt(stage, name).unlink()
+    except FileNotFoundError:
+        pass
+
+
+def list_receipts(paths: RootPaths, stage: str) -> dict[str, dict[str, Any]]:
+    """All receipts of a stage, keyed by part file name (``sa_000000.tar``)."""
+    result: dict[str, dict[str, Any]] = {}
+    directory = paths.receipts_dir(stage)
+    if not directory.is_dir():
+        return result
+    for entry in sorted(directory.glob("*.json")):
+        data = read_json(entry)
+        if isinstance(data, dict):
+            result[str(data.get("part", entry.stem + ".tar"))] = data
+    return result
+
+
+def write_failure(paths: RootPaths, stage: str, name: str, reason: str, **extra: Any) -> None:
+    atomic_write_json(
+        paths.failure(stage, name),
+        {"part": name, "stage": stage, "reason": reason, "time": utc_now_iso(), "epoch": time.time(), **extra},
+    )
+
+
+def read_failure(paths: RootPaths, stage: str, name: str) -> dict[str, Any] | None:
+    return read_json(paths.failure(stage, name))
+
+
+def clear_failure(paths: RootPaths, stage: str, name: str) -> None:
+    try:
+        paths.failure(stage, name).unlink()
+    except FileNotFoundError:
+        pass
