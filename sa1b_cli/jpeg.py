@@ -1,0 +1,107 @@
+"""Structural JPEG check without decoding: SOI first, EOI last, a readable frame header.
+
+Decoding every image (PIL ``load``) runs at a few hundred files a second; the
+damage a download or a copy does (truncation, zero-filled tails, garbage at the
+start) shows in the markers. So a deep verify reads only the head of the file up
+to the first scan and its last two bytes: start of image (FFD8), the segments up to
+start of scan with a frame header (SOFn) giving the size, and end of image (FFD9).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+SOI = b"\xff\xd8"
+EOI = b"\xff\xd9"
+HEAD_BYTES = 64 * 1024  # headers (EXIF, ICC) almost always fit; longer ones are read on
+# SOF0..SOF15 except DHT (C4), JPG (C8) and DAC (CC), which share the range.
+FRAME_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+START_OF_SCAN = 0xDA
+# Markers without a length field: TEM, RST0..RST7 (and SOI/EOI, handled apart).
+STANDALONE_MARKERS = frozenset({0x01, *range(0xD0, 0xD8)})
+
+
+class JpegError(ValueError):
+    """The file is not a structurally whole JPEG; the message says what is wrong."""
+
+
+@dataclass(frozen=True)
+class JpegInfo:
+    width: int
+    height: int
+    size: int  # bytes on disk
+
+
+def check_jpeg(path: Path | str) -> JpegInfo:
+    """Size and dimensions of a whole JPEG; raises JpegError (or OSError) otherwise."""
+    with open(path, "rb", buffering=0) as handle:
+        size = os.fstat(handle.fileno()).st_size
+        if size < 4:
+            raise JpegError(f"only {size} bytes: too short for a JPEG")
+        reader = _SegmentReader(handle, size)
+        if reader.read(0, 2) != SOI:
+            raise JpegError("does not start with the JPEG start-of-image marker (FFD8)")
+        handle.seek(size - 2)
+        if handle.read(2) != EOI:
+            raise JpegError("does not end with the JPEG end-of-image marker (FFD9): truncated or padded")
+        width, height = _frame_size(reader, size)
+        return JpegInfo(width=width, height=height, size=size)
+
+
+class _SegmentReader:
+    """Random access to the head of a file through one buffer (re-read only when a header is long)."""
+
+    def __init__(self, handle: BinaryIO, size: int) -> None:
+        self.handle = handle
+        self.size = size
+        self.start = 0
+        self.buffer = handle.read(HEAD_BYTES)
+
+    def read(self, offset: int, length: int) -> bytes:
+        end = offset + length
+        if offset < self.start or end > self.start + len(self.buffer):
+            self.handle.seek(offset)
+            self.start = offset
+            self.buffer = self.handle.read(max(HEAD_BYTES, length))
+        data = self.buffer[offset - self.start:end - self.start]
+        if len(data) < length:
+            raise JpegError(f"header runs past the end of the file at byte {offset}")
+        return data
+
+
+def _frame_size(reader: _SegmentReader, size: int) -> tuple[int, int]:
+    """Walk the marker segments from after SOI to the first SOS; return the SOFn width and height."""
+    offset = 2
+    frame: tuple[int, int] | None = None
+    while offset < size - 2:
+        head = reader.read(offset, 2)
+        if head[0] != 0xFF:
+            raise JpegError(f"expected a marker at byte {offset}, found 0x{head[0]:02X}")
+        marker = head[1]
+        if marker == 0xFF:  # fill byte before a marker
+            offset += 1
+            continue
+        if marker in STANDALONE_MARKERS:
+            offset += 2
+            continue
+        if marker in (0xD8, 0xD9):
+            raise JpegError(f"unexpected {'start' if marker == 0xD8 else 'end'}-of-image marker at byte {offset}")
+        length = int.from_bytes(reader.read(offset + 2, 2), "big")
+        if length < 2:
+            raise JpegError(f"segment FF{marker:02X} at byte {offset} has an impossible length {length}")
+        if marker in FRAME_MARKERS:
+            body = reader.read(offset + 4, 5)
+            height = int.from_bytes(body[1:3], "big")
+            width = int.from_bytes(body[3:5], "big")
+            if width == 0 or height == 0:
+                raise JpegError(f"frame header at byte {offset} declares an empty image {width}x{height}")
+            frame = (width, height)
+        elif marker == START_OF_SCAN:
+            if frame is None:
+                raise JpegError(f"image data starts at byte {offset} before any frame header (SOFn)")
+            return frame
+        offset += 2 + length
+    raise JpegError("no image data (start-of-scan marker) before the end of the file")

@@ -1,0 +1,36 @@
+"""Test doubles for SA-1B: synthetic parts in the real format and a fake Meta CDN.
+
+Shared by the test suite, ``sa1b demo`` and the benchmarks. Nothing here touches
+the network beyond 127.0.0.1. See :mod:`.generator` (needs numpy + Pillow) and
+:mod:`.cdn` (stdlib only). Names are imported lazily so that using the CDN, e.g.
+``python -m sa1b_cli.testing.cdn``, does not pay for numpy/Pillow.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_CDN = ("CDNProcess", "FakeCDN", "Faults", "RequestRecord")
+_GENERATOR = (
+    "HOSTILE_KINDS", "MaskRLE", "PartInfo", "column_mask", "decode_counts", "encode_counts",
+    "make_annotation", "make_jpeg", "make_pair", "make_parts", "part_name", "truncate_file",
+    "write_hostile_tar", "write_image_ids", "write_md5sums", "write_part",
+)
+__all__ = [*_CDN, *_GENERATOR]
+
+if TYPE_CHECKING:
+    from sa1b_cli.testing.cdn import CDNProcess, FakeCDN, Faults, RequestRecord
+    from sa1b_cli.testing.generator import (
+        HOSTILE_KINDS, MaskRLE, PartInfo, column_mask, decode_counts, encode_counts, make_annotation,
+        make_jpeg, make_pair, make_parts, part_name, truncate_file, write_hostile_tar, write_image_ids,
+        write_md5sums, write_part,
+    )
+
+
+def __getattr__(name: str) -> Any:
+    if name in _CDN:
+        return getattr(importlib.import_module("sa1b_cli.testing.cdn"), name)
+    if name in _GENERATOR:
+        return getattr(importlib.import_module("sa1b_cli.testing.generator"), name)
+    raise AttributeError(f"module 'sa1b_cli.testing' has no attribute {name!r}")

@@ -1,0 +1,1181 @@
+"""Is the dataset on disk whole and sound? The core of ``sa1b verify``.
+
+Levels
+------
+- quick (default): list every extracted file (``os.scandir`` plus one ``stat``),
+  pair ``sa_<id>.jpg`` with ``sa_<id>.json``, compare with what the part's extraction
+  manifest lists (names and sizes) or, without one, with the counts its receipts
+  record, and with 11,185,362 pairs for the whole dataset.
+- deep (``--deep``): also read every pair: the JSON parses and follows the SA-1B
+  schema, every RLE mask is valid for its size, matches the image's size, its
+  pixel count and bbox match ``area`` and ``bbox``; the JPEG is structurally whole
+  and as large as the JSON says. Masks are checked from their run lengths
+  (``rle.py``), never as bitmaps.
+- tars (``--tars``, ``--checksums``): downloaded tars still on disk are re-hashed
+  and compared with their download receipts and a checksum list.
+
+What a run covers: the parts selected with ``--parts``/``--shard``; with no
+selection the whole dataset (``sa_000000`` .. ``sa_000999``), or with
+``--expected N`` the parts present under ROOT, whose pairs must add up to N.
+
+Work runs in a process pool: one scan task per part (or per folder) and, for
+deep checks, tasks of ``CHUNK_PAIRS`` pairs. The parent holds only per-part
+results with capped problem lists, so 11 million files never sit in memory.
+
+Incremental: a part's result is kept in its verify receipt together with a
+fingerprint of its files (count, total size, newest mtime and ctime, the folder's
+mtime), taken from the ``stat`` the quick check makes anyway. A rerun re-lists the
+files (O(files) ``stat``, no reads) and reuses the receipt's deep findings when the
+fingerprint and level still hold; a fingerprint from folder mtimes alone would be
+O(parts) but would miss a file rewritten or truncated in place.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import re
+import stat
+import sys
+import time
+from array import array
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+
+from sa1b_cli import integrity, rle, state
+from sa1b_cli.errors import ExitStatus, UsageError
+from sa1b_cli.events import NullReporter, Reporter
+from sa1b_cli.extract import extracted_dir, part_file_locations, read_layout, read_manifest
+from sa1b_cli.jpeg import JpegError, check_jpeg
+from sa1b_cli.links import PART_NAME
+from sa1b_cli.paths import RootPaths, part_stem
+
+FULL_DATASET_PAIRS = 11_185_362
+FULL_DATASET_PARTS = 1000
+CHECK_VERSION = 1  # bump when the checks change: older receipts then no longer count
+MAX_LISTED = 100  # problems kept per part (all are counted)
+CHUNK_PAIRS = 500  # pairs per deep-check task: about a second of work
+ALL_UNIT = "(all)"  # split/flat folders checked as one unit (no manifests to attribute files to parts)
+QUICK, DEEP = "quick", "deep"
+LEVEL_RANK = {QUICK: 1, DEEP: 2}
+
+# Part statuses
+OK, INCOMPLETE, CORRUPT, MISSING, NOT_EXTRACTED = "ok", "incomplete", "corrupt", "missing", "not-extracted"
+
+# Problem kinds that mean "not all there"; every other kind means "damaged".
+INCOMPLETE_KINDS = frozenset({
+    "missing-part", "not-extracted", "missing-folder", "missing-image", "missing-annotation", "count",
+    "extra-file", "tar-incomplete",
+})
+
+ANNOTATION_FIELDS = frozenset({
+    "id", "segmentation", "bbox", "area", "predicted_iou", "stability_score", "point_coords", "crop_box",
+})
+IMAGE_FIELDS = (("image_id", int), ("width", int), ("height", int), ("file_name", str))
+PART_FOLDER = re.compile(r"^sa_\d{6}$")
+
+
+# --------------------------------------------------------------------------- results
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong, about one file (or folder)."""
+
+    path: str
+    kind: str
+    message: str
+
+    @property
+    def severity(self) -> str:
+        return INCOMPLETE if self.kind in INCOMPLETE_KINDS else CORRUPT
+
+    def to_dict(self) -> dict[str, str]:
+        return {"path": self.path, "kind": self.kind, "severity": self.severity, "message": self.message}
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}"
+
+
+@dataclass
+class Problems:
+    """The problems of one part: the first ``MAX_LISTED`` kept, all counted."""
+
+    listed: list[Problem] = field(default_factory=list)
+    total: int = 0
+    corrupt: int = 0
+
+    def add(self, problem: Problem) -> None:
+        self.total += 1
+        self.corrupt += problem.severity == CORRUPT
+        if len(self.listed) < MAX_LISTED:
+            self.listed.append(problem)
+
+    def merge(self, other: Problems) -> None:
+        for problem in other.listed:
+            self.add(problem)
+        self.total += other.total - len(other.listed)
+        self.corrupt += other.corrupt - sum(p.severity == CORRUPT for p in other.listed)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"listed": [p.to_dict() for p in self.listed], "total": self.total, "corrupt": self.corrupt}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Problems:
+        if not isinstance(data, dict):
+            return cls()
+        listed = [Problem(str(p["path"]), str(p["kind"]), str(p["message"]))
+                  for p in data.get("listed", []) if isinstance(p, dict) and {"path", "kind", "message"} <= p.keys()]
+        return cls(listed, int(data.get("total", len(listed))), int(data.get("corrupt", 0)))
+
+
+@dataclass
+class TarResult:
+    """The check of one downloaded tar."""
+
+    path: str
+    size: int | None = None
+    checked: list[str] = field(default_factory=list)  # what was compared: size, md5, sha256, checksum list
+    notes: list[str] = field(default_factory=list)  # what could not be compared, and why
+    problems: Problems = field(default_factory=Problems)
+    key: dict[str, Any] = field(default_factory=dict)  # what the result depends on (for the cache)
+    cached: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"path": self.path, "size": self.size, "checked": self.checked, "notes": self.notes,
+                "problems": [p.to_dict() for p in self.problems.listed], "cached": self.cached}
+
+
+@dataclass
+class PartResult:
+    """What verify found for one part (or for the shared folders, ``(all)``)."""
+
+    name: str
+    path: str
+    status: str = OK
+    level: str | None = None  # the level the files were checked at; None when there were none
+    cached: bool = False  # True: file contents were not read again; the verify receipt still held
+    images: int = 0
+    annotations: int = 0
+    expected: int | None = None  # pairs expected
+    expected_from: str | None = None
+    pairs_checked: int = 0
+    masks_checked: int = 0
+    problems: Problems = field(default_factory=Problems)
+    tar: TarResult | None = None
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.status == OK
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "part": self.name, "path": self.path, "status": self.status, "ok": self.ok, "level": self.level,
+            "cached": self.cached, "images": self.images, "annotations": self.annotations,
+            "expected": self.expected, "expected_from": self.expected_from,
+            "pairs_checked": self.pairs_checked, "masks_checked": self.masks_checked,
+            "problems": [p.to_dict() for p in self.problems.listed], "problems_total": self.problems.total,
+            "tar": self.tar.to_dict() if self.tar else None, "seconds": round(self.seconds, 3),
+        }
+
+
+@dataclass
+class VerifyReport:
+    """A whole verify run; ``exit_status`` is what the command exits with."""
+
+    root: str
+    layout: str | None
+    level: str
+    tars: bool
+    parts: list[PartResult] = field(default_factory=list)
+    expected_total: int | None = None  # pairs the checked scope must hold, when known
+    problems: Problems = field(default_factory=Problems)  # about the dataset as a whole
+    seconds: float = 0.0
+
+    @property
+    def images(self) -> int:
+        return sum(p.images for p in self.parts)
+
+    @property
+    def annotations(self) -> int:
+        return sum(p.annotations for p in self.parts)
+
+    @property
+    def missing_parts(self) -> list[str]:
+        return [p.name for p in self.parts if p.status in (MISSING, NOT_EXTRACTED)]
+
+    @property
+    def problems_total(self) -> int:
+        return self.problems.total + sum(p.problems.total for p in self.parts)
+
+    @property
+    def exit_status(self) -> ExitStatus:
+        if self.problems.corrupt or any(p.problems.corrupt for p in self.parts):
+            return ExitStatus.CORRUPT
+        if self.problems_total:
+            return ExitStatus.INCOMPLETE
+        return ExitStatus.OK
+
+    def summary(self) -> dict[str, Any]:
+        counts: dict[str, int] = {}
+        for part in self.parts:
+            counts[part.status] = counts.get(part.status, 0) + 1
+        return {
+            "root": self.root, "layout": self.layout, "level": self.level, "tars": self.tars,
+            "ok": self.exit_status == ExitStatus.OK, "exit_code": int(self.exit_status),
+            "parts": len(self.parts), "statuses": counts, "cached": sum(p.cached for p in self.parts),
+            "images": self.images, "annotations": self.annotations, "expected_total": self.expected_total,
+            "pairs_checked": sum(p.pairs_checked for p in self.parts),
+            "masks_checked": sum(p.masks_checked for p in self.parts),
+            "missing_parts": self.missing_parts, "problems_total": self.problems_total,
+            "problems": [p.to_dict() for p in self.problems.listed], "seconds": round(self.seconds, 3),
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": "summary", "command": "verify", **self.summary(), "part_results": [p.to_dict() for p in self.parts]}
+
+
+# ------------------------------------------------------------------ file names
+
+
+def _parse_name(name: str) -> tuple[bool, int] | None:
+    """``sa_<id>.jpg`` -> (True, id), ``sa_<id>.json`` -> (False, id); anything else None."""
+    if not name.startswith("sa_"):
+        return None
+    if name.endswith(".jpg"):
+        digits, is_image = name[3:-4], True
+    elif name.endswith(".json"):
+        digits, is_image = name[3:-5], False
+    else:
+        return None
+    if not (digits.isascii() and digits.isdigit()) or digits[0] == "0":
+        return None
+    return is_image, int(digits)
+
+
+def image_name(image_id: int) -> str:
+    return f"sa_{image_id}.jpg"
+
+
+def annotation_name(image_id: int) -> str:
+    return f"sa_{image_id}.json"
+
+
+# ------------------------------------------------------------------ listing (quick)
+
+
+@dataclass
+class Listing:
+    """What listing one part's files found (a worker's answer; holds ids, not paths)."""
+
+    paired: np.ndarray  # ids with both files, sorted
+    images: int
+    annotations: int
+    files: int
+    bytes: int
+    fingerprint: dict[str, int]
+    problems: Problems
+    used_manifest: bool
+
+
+class _Collector:
+    """Accumulates ids, stats and problems while files are listed."""
+
+    def __init__(self) -> None:
+        self.images: array[int] = array("q")
+        self.annotations: array[int] = array("q")
+        self.missing_images: set[int] = set()
+        self.missing_annotations: set[int] = set()
+        self.problems = Problems()
+        self.files = self.bytes = self.newest_mtime = self.newest_ctime = self.folder_mtimes = 0
+
+    def saw(self, info: os.stat_result) -> None:
+        self.files += 1
+        self.bytes += info.st_size
+        if info.st_mtime_ns > self.newest_mtime:
+            self.newest_mtime = info.st_mtime_ns
+        if info.st_ctime_ns > self.newest_ctime:
+            self.newest_ctime = info.st_ctime_ns
+
+    def missing(self, path: str, parsed: tuple[bool, int] | None, why: str) -> None:
+        if parsed is None:
+            self.problems.add(Problem(path, "missing-image" if path.endswith(".jpg") else "missing-annotation", why))
+            return
+        is_image, image_id = parsed
+        (self.missing_images if is_image else self.missing_annotations).add(image_id)
+        self.problems.add(Problem(path, "missing-image" if is_image else "missing-annotation", why))
+
+    def finish(self, image_dir: str, annotation_dir: str, used_manifest: bool) -> Listing:
+        images = np.sort(np.frombuffer(self.images, dtype=np.int64))
+        annotations = np.sort(np.frombuffer(self.annotations, dtype=np.int64))
+        for image_id in np.setdiff1d(images, annotations, assume_unique=True).tolist():
+            if image_id not in self.missing_annotations:
+                self.problems.add(Problem(os.path.join(annotation_dir, annotation_name(image_id)), "missing-annotation",
+                                          f"missing: {image_name(image_id)} has no annotation"))
+        for image_id in np.setdiff1d(annotations, images, assume_unique=True).tolist():
+            if image_id not in self.missing_images:
+                self.problems.add(Problem(os.path.join(image_dir, image_name(image_id)), "missing-image",
+                                          f"missing: {annotation_name(image_id)} has no image"))
+        fingerprint = {"files": self.files, "bytes": self.bytes, "mtime_ns": self.newest_mtime,
+                       "ctime_ns": self.newest_ctime, "folder_mtime_ns": self.folder_mtimes}
+        return Listing(np.intersect1d(images, annotations, assume_unique=True), len(images), len(annotations),
+                       self.files, self.bytes, fingerprint, self.problems, used_manifest)
+
+
+def list_folders(folders: Sequence[tuple[str, str]], manifest: str | None = None) -> Listing:
+    """List whole folders: ``(path, accepts)`` with accepts ``both``, ``jpg`` or ``json``.
+
+    With a ``manifest`` (layout ``parts``: the part's own folder), every file must be
+    listed in it with the same size, and every listed file must be there.
+    """
+    expected_sizes = _manifest_sizes(manifest) if manifest else None
+    found = _Collector()
+    for folder, accepts in folders:
+        try:
+            found.folder_mtimes += os.stat(folder).st_mtime_ns
+        except FileNotFoundError:
+            found.problems.add(Problem(folder, "missing-folder", "folder is missing"))
+            continue
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                _list_entry(entry, folder, accepts, expected_sizes, found)
+    if expected_sizes:
+        folder = folders[0][0]
+        for name in expected_sizes:
+            found.missing(os.path.join(folder, name), _parse_name(name), "missing (listed in the part's extraction manifest)")
+    return found.finish(folders[0][0], folders[-1][0], expected_sizes is not None)
+
+
+def _list_entry(entry: os.DirEntry[str], folder: str, accepts: str, expected_sizes: dict[str, int] | None,
+                found: _Collector) -> None:
+    name = entry.name
+    try:
+        info = entry.stat()
+    except OSError as exc:
+        found.problems.add(Problem(entry.path, "unreadable", f"cannot stat: {exc.strerror or exc}"))
+        return
+    found.saw(info)
+    parsed = _parse_name(name)
+    if parsed is None or not stat.S_ISREG(info.st_mode):
+        what = "a folder" if stat.S_ISDIR(info.st_mode) else "not an SA-1B image or annotation"
+        found.problems.add(Problem(os.path.join(folder, name), "extra-file", f"extra: {what}"))
+        return
+    if accepts != "both" and accepts != ("jpg" if parsed[0] else "json"):
+        found.problems.add(Problem(os.path.join(folder, name), "extra-file", f"extra: does not belong in the {accepts} folder"))
+        return
+    if expected_sizes is not None:
+        size = expected_sizes.pop(name, None)
+        if size is None:
+            found.problems.add(Problem(os.path.join(folder, name), "extra-file",
+                                       "extra: not in the part's extraction manifest"))
+            return
+        if size != info.st_size:
+            found.problems.add(Problem(os.path.join(folder, name), "size-changed",
+                                       f"{info.st_size} bytes, but {size} when it was extracted"))
+    elif info.st_size == 0:
+        found.problems.add(Problem(os.path.join(folder, name), "empty-file", "empty (0 bytes)"))
+    (found.images if parsed[0] else found.annotations).append(parsed[1])
+
+
+def _manifest_sizes(manifest: str) -> dict[str, int] | None:
+    loaded = read_manifest(Path(manifest))
+    return None if loaded is None else {entry.name: entry.size for entry in loaded[1]}
+
+
+def list_manifest(manifest: str, image_dir: str, annotation_dir: str, layout: str) -> Listing:
+    """Stat every file a part's manifest lists (layouts ``split``/``flat``, whose folders all parts share)."""
+    loaded = read_manifest(Path(manifest))
+    found = _Collector()
+    if loaded is None:
+        found.problems.add(Problem(manifest, "unreadable", "the part's extraction manifest is missing or damaged"))
+        return found.finish(image_dir, annotation_dir, True)
+    for entry in loaded[1]:
+        parsed = _parse_name(entry.name)
+        is_image = entry.name.lower().endswith(".jpg")
+        folder = image_dir if layout == "flat" or is_image else annotation_dir
+        path = os.path.join(folder, entry.name)
+        try:
+            info = os.stat(path)
+        except FileNotFoundError:
+            found.missing(path, parsed, "missing (listed in the part's extraction manifest)")
+            continue
+        except OSError as exc:
+            found.problems.add(Problem(path, "unreadable", f"cannot stat: {exc.strerror or exc}"))
+            continue
+        found.saw(info)
+        if parsed is None:
+            found.problems.add(Problem(path, "extra-file", "extra: not an SA-1B image or annotation"))
+            continue
+        if info.st_size != entry.size:
+            found.problems.add(Problem(path, "size-changed", f"{info.st_size} bytes, but {entry.size} when it was extracted"))
+        (found.images if parsed[0] else found.annotations).append(parsed[1])
+    return found.finish(image_dir, annotation_dir, True)
+
+
+# ------------------------------------------------------------------ deep checks
+
+
+@dataclass
+class PairCheck:
+    """What deep-checking one image and its annotation found."""
+
+    problems: Problems = field(default_factory=Problems)
+    masks: int = 0
+    bytes: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return self.problems.total == 0
+
+
+@dataclass
+class ChunkResult:
+    pairs: int
+    masks: int
+    bytes: int
+    problems: Problems
+
+
+def deep_check_pair(image_path: str | Path, annotation_path: str | Path) -> PairCheck:
+    """Deep-check one pair: annotation JSON, schema and masks, and the JPEG against it."""
+    result = PairCheck()
+    _check_pair(str(image_path), str(annotation_path), result)
+    return result
+
+
+def check_pairs(image_dir: str, annotation_dir: str, ids: Sequence[int] | np.ndarray) -> ChunkResult:
+    """Deep-check the pairs ``sa_<id>`` of ``ids`` (one task of a deep verify)."""
+    result = PairCheck()
+    for image_id in np.asarray(ids).tolist():
+        _check_pair(os.path.join(image_dir, image_name(image_id)),
+                    os.path.join(annotation_dir, annotation_name(image_id)), result)
+    return ChunkResult(len(ids), result.masks, result.bytes, result.problems)
+
+
+def _check_pair(image_path: str, annotation_path: str, out: PairCheck) -> None:
+    try:
+        with open(annotation_path, "rb") as handle:
+            raw = handle.read()
+    except OSError as exc:
+        out.problems.add(Problem(annotation_path, "unreadable", f"cannot read: {exc.strerror or exc}"))
+        raw = None
+    header = None
+    if raw is not None:
+        out.bytes += len(raw)
+        header = _check_annotation(annotation_path, raw, os.path.basename(image_path), out)
+    try:
+        jpeg = check_jpeg(image_path)
+    except JpegError as exc:
+        out.problems.add(Problem(image_path, "jpeg", f"broken JPEG: {exc}"))
+        return
+    except OSError as exc:
+        out.problems.add(Problem(image_path, "unreadable", f"cannot read: {exc.strerror or exc}"))
+        return
+    out.bytes += jpeg.size
+    if header is not None and (jpeg.width, jpeg.height) != header:
+        out.problems.add(Problem(image_path, "image-size",
+                                 f"JPEG is {jpeg.width}x{jpeg.height} but {os.path.basename(annotation_path)} "
+                                 f"says {header[0]}x{header[1]}"))
+
+
+def _check_annotation(path: str, raw: bytes, expected_file_name: str, out: PairCheck) -> tuple[int, int] | None:
+    """Check one annotation file; returns the image's (width, height) when its header is sound."""
+    try:
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        out.problems.add(Problem(path, "json", f"not valid JSON: {exc}"))
+        return None
+    error = _document_error(doc)
+    if error:
+        out.problems.add(Problem(path, "schema", f"not an SA-1B annotation: {error}"))
+        return None
+    image, annotations = doc["image"], doc["annotations"]
+    width, height = image["width"], image["height"]
+    if image["file_name"] != expected_file_name:
+        out.problems.add(Problem(path, "schema", f"image.file_name is {image['file_name']!r}, expected {expected_file_name!r}"))
+    if annotations:
+        out.masks += len(annotations)
+        _check_masks(path, annotations, width, height, out.problems)
+    return width, height
+
+
+def _document_error(doc: Any) -> str | None:
+    if type(doc) is not dict:
+        return f"the top level is {_kind(doc)}, expected an object"
+    image = doc.get("image")
+    if type(image) is not dict:
+        return "'image' is missing" if image is None else f"'image' is {_kind(image)}, expected an object"
+    for name, kind in IMAGE_FIELDS:
+        value = image.get(name)
+        if type(value) is not kind:
+            return f"image.{name} is missing" if name not in image else f"image.{name} is {_kind(value)}, expected {_kind_name(kind)}"
+    if image["width"] < 1 or image["height"] < 1:
+        return f"image size {image['width']}x{image['height']} is empty"
+    annotations = doc.get("annotations")
+    if type(annotations) is not list:
+        return "'annotations' is missing" if annotations is None else f"'annotations' is {_kind(annotations)}, expected a list"
+    return None
+
+
+def _kind(value: Any) -> str:
+    return {dict: "an object", list: "a list", str: "a string", int: "an integer", float: "a number",
+            bool: "a boolean", type(None): "null"}.get(type(value), type(value).__name__)
+
+
+def _kind_name(kind: type) -> str:
+    return {int: "an integer", str: "a string"}[kind]
+
+
+def _check_masks(path: str, annotations: list[Any], width: int, height: int, out: Problems) -> None:
+    columns = _mask_columns(annotations)
+    if columns is None:
+        out.add(Problem(path, "schema", f"not an SA-1B annotation: {_describe_schema_error(annotations)}"))
+        return
+    ids, counts, sizes, bbox, area = columns
+    try:
+        stats = rle.mask_stats(counts, sizes[:, 0], sizes[:, 1])
+    except UnicodeEncodeError:
+        first = next(i for i, c in enumerate(counts) if not c.isascii())
+        out.add(Problem(path, "rle", f"{_mask_label(ids, first)}: segmentation.counts is not ASCII"))
+        return
+    n = len(ids)
+
+    def report(kind: str, bad: np.ndarray, describe: Callable[[int], str]) -> None:
+        where = np.flatnonzero(bad)
+        if len(where):
+            first = int(where[0])
+            more = f" (and {len(where) - 1} more of the {n} masks)" if len(where) > 1 else ""
+            out.add(Problem(path, kind, f"{_mask_label(ids, first)}: {describe(first)}{more}"))
+
+    report("mask-size", (sizes[:, 0] != height) | (sizes[:, 1] != width),
+           lambda i: f"mask size {sizes[i].tolist()} differs from the image's [{height}, {width}]")
+    invalid = stats.error != rle.OK
+    report("rle", invalid, lambda i: _rle_error_text(stats, i, sizes[i]))
+    valid = ~invalid
+    report("area", valid & (np.rint(area) != stats.area),
+           lambda i: f"area is {_number(area[i])} but the mask has {int(stats.area[i])} pixels")
+    stored, computed = np.rint(bbox), stats.bbox
+    # x and y as pycocotools toBbox; w and h as toBbox or one less (the inclusive right/bottom
+    # edge that SAM's automatic mask generator writes, box_xyxy_to_xywh).
+    bad_corner = (stored[:, 0] != computed[:, 0]) | (stored[:, 1] != computed[:, 1])
+    bad_extent = ((stored[:, 2] != computed[:, 2]) & (stored[:, 2] != computed[:, 2] - 1)) | \
+                 ((stored[:, 3] != computed[:, 3]) & (stored[:, 3] != computed[:, 3] - 1))
+    report("bbox", valid & (bad_corner | bad_extent),
+           lambda i: f"bbox is {[_number(v) for v in bbox[i]]} but the mask's is {[int(v) for v in computed[i]]}")
+
+
+def _mask_columns(annotations: list[Any]) -> tuple[np.ndarray, list[str], np.ndarray, np.ndarray, np.ndarray] | None:
+    """(ids, counts, sizes, bbox, area) of well-formed annotations; None if any is not (then described slowly).
+
+    Indexing raises for a missing field or a non-object, ``np.array`` for ragged or
+    non-numeric values: three array builds check all numeric fields of all masks.
+    """
+    n = len(annotations)
+    try:
+        segmentations = [a["segmentation"] for a in annotations]
+        counts = [s["counts"] for s in segmentations]
+        sizes = np.array([s["size"] for s in segmentations])
+        scalars = np.array([(a["id"], a["area"], a["predicted_iou"], a["stability_score"]) for a in annotations])
+        boxes = np.array([(a["bbox"], a["crop_box"]) for a in annotations])
+        if not all([type(a["point_coords"]) is list and type(c) is str for a, c in zip(annotations, counts)]):
+            return None
+    except (KeyError, TypeError, ValueError, IndexError):
+        return None
+    if (sizes.shape != (n, 2) or sizes.dtype.kind not in "iu" or scalars.shape != (n, 4)
+            or scalars.dtype.kind not in "iuf" or boxes.shape != (n, 2, 4) or boxes.dtype.kind not in "iuf"):
+        return None
+    ids = scalars[:, 0]
+    if scalars.dtype.kind == "f" and not np.array_equal(ids, np.rint(ids)):
+        return None
+    return ids, counts, sizes, boxes[:, 0], scalars[:, 1]
+
+
+def _describe_schema_error(annotations: list[Any]) -> str:
+    bad = [(i, error) for i, a in enumerate(annotations) if (error := _annotation_error(a))]
+    if not bad:
+        return "annotation fields have mixed types"
+    index, error = bad[0]
+    ann = annotations[index]
+    label = f"annotations[{index}]" + (f" (id {ann['id']})" if isinstance(ann, dict) and "id" in ann else "")
+    more = f" (and {len(bad) - 1} more annotations)" if len(bad) > 1 else ""
+    return f"{label}: {error}{more}"
+
+
+def _annotation_error(ann: Any) -> str | None:
+    if type(ann) is not dict:
+        return f"is {_kind(ann)}, expected an object"
+    missing = sorted(ANNOTATION_FIELDS - ann.keys())
+    if missing:
+        return f"field{'s' if len(missing) > 1 else ''} {', '.join(missing)} missing"
+    seg = ann["segmentation"]
+    checks = (
+        (type(ann["id"]) is int, "id is not an integer"),
+        (type(seg) is dict and {"size", "counts"} <= seg.keys(), "segmentation needs 'size' and 'counts'"),
+        (type(seg) is dict and type(seg.get("counts")) is str, "segmentation.counts is not a string"),
+        (type(seg) is dict and _numbers(seg.get("size"), 2, int), "segmentation.size is not [height, width]"),
+        (_numbers(ann["bbox"], 4), "bbox is not [x, y, w, h]"),
+        (_is_number(ann["area"]), "area is not a number"),
+        (_is_number(ann["predicted_iou"]), "predicted_iou is not a number"),
+        (_is_number(ann["stability_score"]), "stability_score is not a number"),
+        (type(ann["point_coords"]) is list, "point_coords is not a list"),
+        (_numbers(ann["crop_box"], 4), "crop_box is not [x, y, w, h]"),
+    )
+    return next((message for passed, message in checks if not passed), None)
+
+
+def _is_number(value: Any) -> bool:
+    return type(value) in (int, float)
+
+
+def _numbers(value: Any, length: int, kind: type | None = None) -> bool:
+    return (type(value) is list and len(value) == length
+            and all(type(v) is kind if kind else _is_number(v) for v in value))
+
+
+def _mask_label(ids: np.ndarray, index: int) -> str:
+    return f"annotation id {int(ids[index])} (mask {index + 1})"
+
+
+def _rle_error_text(stats: rle.MaskStats, index: int, size: np.ndarray) -> str:
+    code = int(stats.error[index])
+    text = f"invalid RLE: {rle.ERROR_TEXT[code]}"
+    if code == rle.WRONG_TOTAL:
+        text += f" ({int(stats.total[index])} instead of {int(size[0])} x {int(size[1])} = {int(size[0] * size[1])})"
+    return text
+
+
+def _number(value: float) -> int | float:
+    return int(value) if float(value).is_integer() else float(value)
+
+
+# ------------------------------------------------------------------ tars
+
+
+def check_tar(tar_path: str, receipt: dict[str, Any] | None, listed_md5: str | None, key: dict[str, Any]) -> TarResult:
+    """Compare a downloaded tar with its download receipt (size, hashes) and a checksum list's md5."""
+    result = TarResult(path=tar_path, key=key)
+    name = os.path.basename(tar_path)
+    if os.path.exists(tar_path + ".aria2"):
+        result.problems.add(Problem(tar_path, "tar-incomplete", "download not finished (aria2 control file present)"))
+        return result
+    try:
+        size = os.stat(tar_path).st_size
+    except FileNotFoundError:
+        result.notes.append("removed before it could be checked")
+        return result
+    result.size = size
+    recorded_size = receipt.get("size") if receipt else None
+    if isinstance(recorded_size, int):
+        result.checked.append("size")
+        if recorded_size != size:
+            result.problems.add(Problem(tar_path, "tar-size", f"{size} bytes, but {recorded_size} when downloaded"))
+            return result
+    wanted = {k: receipt.get(k) for k in ("md5", "sha256")} if receipt else {}
+    wanted = {k: v.lower() for k, v in wanted.items() if isinstance(v, str) and v}
+    if not wanted and listed_md5 is None:
+        result.notes.append("no download receipt and not in a checksum list: nothing to compare with")
+        return result
+    _, md5, sha256 = integrity.hash_file(Path(tar_path))
+    actual = {"md5": md5, "sha256": sha256}
+    for algorithm, expected in wanted.items():
+        result.checked.append(algorithm)
+        if actual[algorithm] != expected:
+            result.problems.add(Problem(tar_path, "tar-hash", f"{algorithm} {actual[algorithm]} differs from the "
+                                        f"download receipt's {expected}: the file changed after download"))
+    if listed_md5 is not None:
+        result.checked.append("checksum list")
+        if md5 != listed_md5:
+            result.problems.add(Problem(tar_path, "tar-checksum", f"md5 {md5} differs from the checksum list's {listed_md5}"))
+    if not wanted:
+        result.notes.append(f"{name} has no download receipt")
+    return result
+
+
+# ------------------------------------------------------------------ planning
+
+
+@dataclass
+class _Unit:
+    """One part (or ``(all)``) to check, as planned in the parent."""
+
+    name: str
+    path: str  # the folder (or manifest) that stands for the part
+    scan: tuple[Callable[..., Listing], tuple[Any, ...]] | None  # the listing task, None: no files
+    image_dir: str = ""
+    annotation_dir: str = ""
+    status_without_files: str = MISSING
+    extracted_before: bool = False  # an extract receipt exists (so missing files were there once)
+    expected: int | None = None
+    expected_from: str | None = None
+    tar_path: str | None = None
+    previous: dict[str, Any] | None = None  # the last verify receipt
+    receipt_name: str | None = None  # where results are cached; None: not cached
+
+
+def known_part_names(paths: RootPaths) -> list[str]:
+    """Every part name a selection may use: the dataset's 1,000 and any found under ROOT."""
+    names = {f"sa_{i:06d}.tar" for i in range(FULL_DATASET_PARTS)}
+    return sorted(names | _present_part_names(paths))
+
+
+def _present_part_names(paths: RootPaths) -> set[str]:
+    """Parts with files, a tar or a receipt under ROOT."""
+    names = {n for stage in ("download", "extract") for n in state.list_receipts(paths, stage) if PART_NAME.match(n)}
+    for folder, make_name in ((paths.tars, lambda n: n.removesuffix(".aria2")), (extracted_dir(paths), lambda n: n + ".tar")):
+        try:
+            with os.scandir(folder) as entries:
+                names.update(name for e in entries if PART_NAME.match(name := make_name(e.name)))
+        except (FileNotFoundError, NotADirectoryError):
+            pass
+    return names
+
+
+def detect_layout(paths: RootPaths) -> str | None:
+    """The recorded layout, else the one the folders show, else None (nothing extracted)."""
+    recorded = read_layout(paths)
+    if recorded:
+        return recorded
+    if (paths.root / "images").is_dir() or (paths.root / "annotations").is_dir():
+        return "split"
+    try:
+        with os.scandir(extracted_dir(paths)) as entries:
+            for entry in entries:
+                if PART_FOLDER.match(entry.name) and entry.is_dir():
+                    return "parts"
+                if _parse_name(entry.name):
+                    return "flat"
+    except (FileNotFoundError, NotADirectoryError):
+        pass
+    return None
+
+
+def _expected_pairs(extract: dict[str, Any] | None, download: dict[str, Any] | None) -> tuple[int | None, str | None]:
+    for receipt, source in ((extract, "extract receipt"), (download, "download receipt")):
+        if receipt and isinstance(receipt.get("images"), int):
+            return receipt["images"], source
+    return None, None
+
+
+@dataclass
+class _Plan:
+    units: list[_Unit]
+    layout: str | None
+    expected_total: int | None
+    problems: Problems
+
+
+def _plan(paths: RootPaths, names: list[str], selected: bool, expected: int | None) -> _Plan:
+    layout = detect_layout(paths)
+    receipts = {stage: state.list_receipts(paths, stage) for stage in ("download", "extract", "verify")}
+    problems = Problems()
+    units: list[_Unit] = []
+    for name in names:
+        extract, download = receipts["extract"].get(name), receipts["download"].get(name)
+        count, source = _expected_pairs(extract, download)
+        tar = paths.tar(name)
+        has_tar = tar.exists() or paths.control_file(name).exists()
+        unit = _Unit(name=name, path=str(tar), scan=None, expected=count, expected_from=source,
+                     tar_path=str(tar) if has_tar else None, previous=receipts["verify"].get(name),
+                     status_without_files=NOT_EXTRACTED if has_tar else MISSING, extracted_before=extract is not None)
+        locations = part_file_locations(paths, layout or "parts", name)
+        unit.image_dir, unit.annotation_dir = str(locations.image_dir), str(locations.annotation_dir)
+        if layout in (None, "parts"):
+            unit.path = str(locations.folder)
+            if locations.folder.is_dir():
+                manifest = str(locations.manifest) if extract and locations.manifest.exists() else None
+                unit.scan = (list_folders, ([(unit.path, "both")], manifest))
+                unit.receipt_name = name
+        elif extract is not None and locations.manifest.exists():
+            unit.path = str(locations.manifest)
+            unit.scan = (list_manifest, (unit.path, unit.image_dir, unit.annotation_dir, layout))
+            unit.receipt_name = name
+        units.append(unit)
+    if layout in ("split", "flat") and not any(u.scan for u in units):
+        units.extend(_whole_folder_unit(paths, layout, receipts["verify"].get(ALL_UNIT)))
+    if layout in (None, "parts") and not selected:
+        _extra_part_folders(paths, problems)
+    expected_total = expected if expected is not None else (None if selected else FULL_DATASET_PAIRS)
+    return _Plan(units, layout, expected_total, problems)
+
+
+def _whole_folder_unit(paths: RootPaths, layout: str, previous: dict[str, Any] | None) -> list[_Unit]:
+    """Files in shared folders no manifest accounts for: check the folders as one unit."""
+    if layout == "split":
+        folders = [(str(paths.root / "images"), "jpg"), (str(paths.root / "annotations"), "json")]
+    else:
+        folders = [(str(extracted_dir(paths)), "both")]
+    if not any(os.path.isdir(folder) for folder, _ in folders):
+        return []
+    return [_Unit(name=ALL_UNIT, path=", ".join(f for f, _ in folders), scan=(list_folders, (folders, None)),
+                  image_dir=folders[0][0], annotation_dir=folders[-1][0], previous=previous, receipt_name=ALL_UNIT)]
+
+
+def _extra_part_folders(paths: RootPaths, problems: Problems) -> None:
+    try:
+        with os.scandir(extracted_dir(paths)) as entries:
+            for entry in entries:
+                if not (PART_FOLDER.match(entry.name) and entry.is_dir()):
+                    problems.add(Problem(entry.path, "extra-file", "extra: not a part folder (sa_NNNNNN)"))
+    except (FileNotFoundError, NotADirectoryError):
+        pass
+
+
+# ------------------------------------------------------------------ running
+
+
+class _InlineExecutor(Executor):
+    """Runs each task at once in this process (``--jobs 1``): no pool, same scheduling code."""
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        future: Future[Any] = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller through the future
+            if isinstance(exc, KeyboardInterrupt):
+                raise
+            future.set_exception(exc)
+        return future
+
+
+@dataclass
+class _Open:
+    """A part being checked: what came back so far and how many tasks are out."""
+
+    unit: _Unit
+    started: float
+    outstanding: int = 0
+    listing: Listing | None = None
+    deep: ChunkResult | None = None
+    cached: bool = False
+    level: str | None = None
+    tar: TarResult | None = None
+
+
+class _Run:
+    """Schedules the tasks of all parts over one executor with bounded work in flight."""
+
+    def __init__(self, executor: Executor, jobs: int, deep: bool, tars: bool, force: bool,
+                 checksums: dict[str, str] | None, downloads: dict[str, dict[str, Any]], reporter: Reporter,
+                 total_files: int | None) -> None:
+        self.executor = executor
+        self.limit = 2 * jobs
+        self.level = DEEP if deep else QUICK
+        self.tars = tars
+        self.force = force
+        self.checksums = checksums
+        self.downloads = downloads
+        self.reporter = reporter
+        self.progress = reporter.files("verify", total_files)
+        self.ready: deque[tuple[Callable[..., Any], tuple[Any, ...], str, _Open]] = deque()
+        self.in_flight: dict[Future[Any], tuple[str, _Open]] = {}
+        self.open_parts = 0
+
+    def run(self, units: Iterable[_Unit], paths: RootPaths) -> list[PartResult]:
+        pending = deque(units)
+        results: list[PartResult] = []
+        try:
+            while pending or self.ready or self.in_flight:
+                while len(self.in_flight) < self.limit:
+                    if self.ready:
+                        fn, args, kind, part = self.ready.popleft()
+                        self.in_flight[self.executor.submit(fn, *args)] = (kind, part)
+                    elif pending and self.open_parts < self.limit:
+                        opened = self._open(pending.popleft())
+                        if opened.outstanding == 0:
+                            results.append(self._finish(opened, paths))
+                    else:
+                        break
+                if not self.in_flight:
+                    continue
+                done, _ = wait(self.in_flight, return_when=FIRST_COMPLETED)
+                for future in done:
+                    kind, part = self.in_flight.pop(future)
+                    part.outstanding -= 1
+                    self._take(kind, part, future.result())
+                    if part.outstanding == 0:
+                        results.append(self._finish(part, paths))
+        finally:
+            self.progress.close()
+        return results
+
+    def _open(self, unit: _Unit) -> _Open:
+        part = _Open(unit, time.monotonic())
+        self.open_parts += 1
+        if unit.scan is not None:
+            self._queue(unit.scan[0], unit.scan[1], "scan", part)
+        if self.tars and unit.tar_path is not None:
+            key = _tar_key(unit.tar_path, self.downloads.get(unit.name), self._listed_md5(unit.name))
+            cached = _cached_tar(unit.previous, key, self.force)
+            if cached is not None:
+                part.tar = cached
+            else:
+                self._queue(check_tar, (unit.tar_path, self.downloads.get(unit.name), self._listed_md5(unit.name), key),
+                            "tar", part)
+        return part
+
+    def _listed_md5(self, name: str) -> str | None:
+        return None if self.checksums is None else self.checksums.get(name)
+
+    def _queue(self, fn: Callable[..., Any], args: tuple[Any, ...], kind: str, part: _Open) -> None:
+        self.ready.append((fn, args, kind, part))
+        part.outstanding += 1
+
+    def _take(self, kind: str, part: _Open, result: Any) -> None:
+        if kind == "tar":
+            part.tar = result
+            self.progress.advance(0, result.size or 0)
+        elif kind == "scan":
+            part.listing = result
+            self._after_scan(part, result)
+        else:
+            assert part.deep is not None
+            part.deep.pairs += result.pairs
+            part.deep.masks += result.masks
+            part.deep.bytes += result.bytes
+            part.deep.problems.merge(result.problems)
+            self.progress.advance(2 * result.pairs, result.bytes)
+
+    def _after_scan(self, part: _Open, listing: Listing) -> None:
+        previous = part.unit.previous
+        if not self.force and _receipt_holds(previous, listing, self.level):
+            assert previous is not None
+            part.cached = True
+            part.level = str(previous["level"])
+            if part.level == DEEP:
+                part.deep = ChunkResult(int(previous.get("pairs_checked", 0)), int(previous.get("masks_checked", 0)), 0,
+                                        Problems.from_dict(previous.get("deep_problems")))
+            self.progress.advance(listing.files)
+            return
+        part.level = self.level
+        if self.level == QUICK:
+            self.progress.advance(listing.files)
+            return
+        part.deep = ChunkResult(0, 0, 0, Problems())
+        for start in range(0, len(listing.paired), CHUNK_PAIRS):
+            chunk = listing.paired[start:start + CHUNK_PAIRS]
+            self._queue(check_pairs, (part.unit.image_dir, part.unit.annotation_dir, chunk), "pairs", part)
+
+    def _finish(self, part: _Open, paths: RootPaths) -> PartResult:
+        self.open_parts -= 1
+        unit = part.unit
+        result = PartResult(name=unit.name, path=unit.path, level=part.level, cached=part.cached,
+                            expected=unit.expected, expected_from=unit.expected_from, tar=part.tar)
+        listing = part.listing
+        if listing is None:
+            kind = "not-extracted" if unit.status_without_files == NOT_EXTRACTED else "missing-part"
+            if unit.extracted_before:
+                text = "its extract receipt exists but the extracted files are gone"
+            elif kind == "not-extracted":
+                text = "downloaded but not extracted"
+            else:
+                text = "no extracted files and no tar"
+            result.problems.add(Problem(unit.path, kind, f"{unit.name}: {text}"))
+        else:
+            result.images, result.annotations = listing.images, listing.annotations
+            result.problems.merge(listing.problems)
+            if not listing.used_manifest:
+                _check_counts(result, unit.path)
+        if part.deep is not None:
+            result.pairs_checked, result.masks_checked = part.deep.pairs, part.deep.masks
+            result.problems.merge(part.deep.problems)
+        if part.tar is not None:
+            result.problems.merge(part.tar.problems)
+        result.status = _status(result, listing is not None, unit.status_without_files)
+        result.seconds = time.monotonic() - part.started
+        if unit.receipt_name is not None and listing is not None:
+            if not part.cached or (part.tar is not None and not part.tar.cached):
+                _write_verify_receipt(paths, unit.receipt_name, result, listing, part)
+        elif listing is None and unit.previous is not None:
+            state.remove_receipt(paths, "verify", unit.name)  # its files are gone: the old verdict no longer holds
+        self._announce(result)
+        return result
+
+    def _announce(self, result: PartResult) -> None:
+        if result.ok:
+            return
+        first = result.problems.listed[0] if result.problems.listed else None
+        more = f" (+{result.problems.total - 1} more)" if result.problems.total > 1 else ""
+        self.reporter.event(
+            "part_problems", f"{result.name}: {result.status}: {first}{more}",
+            level="error" if result.problems.corrupt else "warning",
+            part=result.name, status=result.status, problems=result.problems.total,
+        )
+
+
+def _check_counts(result: PartResult, path: str) -> None:
+    expected = result.expected
+    found = max(result.images, result.annotations)
+    if expected is None:
+        if found == 0:
+            result.problems.add(Problem(path, "count", "holds no images and no annotations"))
+        return
+    for what, count in (("images", result.images), ("annotations", result.annotations)):
+        if count != expected:
+            result.problems.add(Problem(path, "count", f"{count:,} {what}, but the {result.expected_from} "
+                                        f"records {expected:,} ({count - expected:+,})"))
+
+
+def _status(result: PartResult, has_files: bool, without_files: str) -> str:
+    if result.problems.corrupt:
+        return CORRUPT
+    if not has_files:
+        return without_files
+    return INCOMPLETE if result.problems.total else OK
+
+
+def _receipt_holds(previous: dict[str, Any] | None, listing: Listing, level: str) -> bool:
+    """The verify receipt still describes these files, at this level or a deeper one."""
+    return (
+        isinstance(previous, dict)
+        and previous.get("check_version") == CHECK_VERSION
+        and previous.get("fingerprint") == listing.fingerprint
+        and LEVEL_RANK.get(previous.get("level"), 0) >= LEVEL_RANK[level]  # type: ignore[arg-type]
+    )
+
+
+def _tar_key(tar_path: str, download: dict[str, Any] | None, listed_md5: str | None) -> dict[str, Any]:
+    try:
+        info = os.stat(tar_path)
+        identity: list[int] = [info.st_size, info.st_mtime_ns, info.st_ctime_ns]
+    except FileNotFoundError:
+        identity = []
+    control = os.path.exists(tar_path + ".aria2")
+    return {"file": identity, "control_file": control, "receipt_md5": (download or {}).get("md5"),
+            "receipt_sha256": (download or {}).get("sha256"), "receipt_size": (download or {}).get("size"),
+            "listed_md5": listed_md5, "check_version": CHECK_VERSION}
+
+
+def _cached_tar(previous: dict[str, Any] | None, key: dict[str, Any], force: bool) -> TarResult | None:
+    record = (previous or {}).get("tar")
+    if force or not isinstance(record, dict) or record.get("key") != key:
+        return None
+    return TarResult(path=str(record.get("path", "")), size=record.get("size"), checked=list(record.get("checked", [])),
+                     notes=list(record.get("notes", [])), problems=Problems.from_dict(record.get("problems")),
+                     key=key, cached=True)
+
+
+def _write_verify_receipt(paths: RootPaths, name: str, result: PartResult, listing: Listing, part: _Open) -> None:
+    record: dict[str, Any] = {
+        "part": name, "ok": result.ok, "status": result.status, "level": part.level,
+        "check_version": CHECK_VERSION, "fingerprint": listing.fingerprint,
+        "images": result.images, "annotations": result.annotations, "expected": result.expected,
+        "pairs_checked": result.pairs_checked, "masks_checked": result.masks_checked,
+        "problems": [str(p) for p in result.problems.listed], "problems_total": result.problems.total,
+    }
+    if part.deep is not None:
+        record["deep_problems"] = part.deep.problems.to_dict()
+    if part.tar is not None:
+        record["tar"] = {"key": part.tar.key, "path": part.tar.path, "size": part.tar.size,
+                         "checked": part.tar.checked, "notes": part.tar.notes, "problems": part.tar.problems.to_dict()}
+    state.write_receipt(paths, "verify", name, record)
+
+
+def _total_problems(report: VerifyReport) -> None:
+    """Dataset-level count: the pairs found in the checked scope against what it must hold."""
+    expected = report.expected_total
+    if expected is None:
+        return
+    for what, count in (("images", report.images), ("annotations", report.annotations)):
+        if count != expected:
+            report.problems.add(Problem(report.root, "count", f"{count:,} {what} in the checked parts, expected "
+                                        f"{expected:,} ({count - expected:+,})"))
+
+
+def _make_executor(jobs: int) -> Executor:
+    if jobs <= 1:
+        return _InlineExecutor()
+    # fork on Linux: workers start at once and need no importable __main__ (library callers
+    # without a main guard); they only run the pure task functions above. spawn elsewhere.
+    method = "fork" if sys.platform.startswith("linux") else "spawn"
+    return ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context(method))
+
+
+def verify_dataset(
+    paths: RootPaths,
+    *,
+    parts: Sequence[str] | None = None,
+    deep: bool = False,
+    tars: bool = False,
+    checksums: Path | None = None,
+    expected: int | None = None,
+    jobs: int | None = None,
+    force: bool = False,
+    reporter: Reporter | None = None,
+) -> VerifyReport:
+    """Check the dataset under ``paths``; never changes dataset files (only verify receipts).
+
+    ``parts``: part names to check (None: the whole dataset, or with ``expected``
+    the parts present). ``checksums``: an md5sum-format list; implies ``tars``.
+    Raises UsageError for bad part names, InputFileError for a bad checksum list,
+    LayoutError for a damaged layout record.
+    """
+    reporter = reporter or NullReporter()
+    started = time.monotonic()
+    listed = integrity.parse_checksums(checksums) if checksums is not None else None
+    tars = tars or listed is not None
+    if parts is not None:
+        bad = [n for n in parts if not PART_NAME.match(n)]
+        if bad:
+            raise UsageError(f"not part names (sa_NNNNNN.tar): {', '.join(bad[:5])}")
+        names = sorted(set(parts))
+    elif expected is not None:
+        names = sorted(_present_part_names(paths))
+    else:
+        names = known_part_names(paths)
+    plan = _plan(paths, names, selected=parts is not None, expected=expected)
+    jobs = max(1, jobs or os.cpu_count() or 1)
+    level = DEEP if deep else QUICK
+    report = VerifyReport(root=str(paths.root), layout=plan.layout, level=level, tars=tars,
+                          expected_total=plan.expected_total, problems=plan.problems)
+    reporter.event("plan", f"verifying {len(names)} parts under {paths.root} (layout {plan.layout or 'none'}): "
+                   f"{level} check{', tars' if tars else ''}, {jobs} jobs",
+                   parts=len(names), layout=plan.layout, level=level, tars=tars, jobs=jobs)
+    known = [u.expected for u in plan.units if u.scan is not None]
+    total_pairs = plan.expected_total or (sum(k for k in known if k) if known and all(known) else None)
+    downloads = state.list_receipts(paths, "download")
+    with _make_executor(jobs) as executor:
+        run = _Run(executor, jobs, deep, tars, force, listed, downloads, reporter,
+                   2 * total_pairs if total_pairs else None)
+        try:
+            report.parts = run.run(plan.units, paths)
+        except BaseException:
+            executor.shutdown(wait=False, cancel_futures=True)
+            raise
+    report.parts.sort(key=lambda p: p.name)
+    _total_problems(report)
+    report.seconds = time.monotonic() - started
+    return report
+
+
+def verify_directory(folder: str | Path, annotation_folder: str | Path | None = None, *, deep: bool = True) -> PartResult:
+    """Check one folder of pairs in this process, without receipts (benchmarks, ad-hoc use)."""
+    started = time.monotonic()
+    image_dir = str(folder)
+    annotation_dir = str(annotation_folder or folder)
+    folders = [(image_dir, "both")] if annotation_dir == image_dir else [(image_dir, "jpg"), (annotation_dir, "json")]
+    listing = list_folders(folders)
+    result = PartResult(name=os.path.basename(image_dir.rstrip("/")), path=image_dir, level=DEEP if deep else QUICK,
+                        images=listing.images, annotations=listing.annotations)
+    result.problems.merge(listing.problems)
+    if deep:
+        checked = check_pairs(image_dir, annotation_dir, listing.paired)
+        result.pairs_checked, result.masks_checked = checked.pairs, checked.masks
+        result.problems.merge(checked.problems)
+    result.status = _status(result, True, MISSING)
+    result.seconds = time.monotonic() - started
+    return result
+
+
+__all__ = [
+    "ALL_UNIT", "CHECK_VERSION", "FULL_DATASET_PAIRS", "ChunkResult", "Listing", "PairCheck", "PartResult",
+    "Problem", "Problems", "TarResult", "VerifyReport", "check_pairs", "check_tar", "deep_check_pair",
+    "detect_layout", "known_part_names", "list_folders", "list_manifest", "verify_dataset", "verify_directory",
+]

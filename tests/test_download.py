@@ -1,0 +1,417 @@
+"""`sa1b download` against the loopback CDN with the real aria2c: resume, expiry, faults, locks."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+import pytest
+
+from sa1b_cli.locking import PartLock
+from sa1b_cli.paths import RootPaths
+from sa1b_cli.testing.cdn import FakeCDN, Faults
+from sa1b_cli.testing.generator import PartInfo, write_md5sums
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_sa1b(*args: str | Path, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    full_env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "sa1b_cli", *map(str, args)], capture_output=True, text=True, env=full_env, timeout=timeout
+    )
+
+
+def start_sa1b(*args: str | Path) -> subprocess.Popen[str]:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.Popen(
+        [sys.executable, "-m", "sa1b_cli", *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def random_part(directory: Path, index: int, megabytes: int, *, compress: bool = True) -> Path:
+    """A part-shaped tar with incompressible members, big enough to interrupt mid-transfer."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"sa_{index:06d}.tar"
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w") as tar:
+        tar.addfile(tarfile.TarInfo("."), None)
+        for member in range(megabytes):
+            for suffix, size in ((".jpg", 1 << 20), (".json", 200)):
+                info = tarfile.TarInfo(f"./sa_{index * 1000 + member}{suffix}")
+                info.size = size
+                tar.addfile(info, io.BytesIO(os.urandom(size)))
+    data = gzip.compress(raw.getvalue(), compresslevel=1) if compress else raw.getvalue()
+    path.write_bytes(data)
+    return path
+
+
+def aria2c_running_for(root: Path) -> list[str]:
+    """Command lines of aria2c processes working for this ROOT (there must be none after a run)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if "aria2c" in cmdline and f"--dir={root / 'tars'}" in cmdline:
+            found.append(cmdline)
+    return found
+
+
+def wait_for(predicate, timeout: float = 30.0, interval: float = 0.05) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(interval)
+    raise AssertionError("condition not reached in time")
+
+
+def receipt(root: Path, name: str) -> dict:
+    return json.loads(RootPaths(root).receipt("download", name).read_text())
+
+
+# -- the basic contract --------------------------------------------------------------------
+
+
+def test_download_all_parts_then_second_run_does_no_transfer(small_parts: list[PartInfo], cdn: FakeCDN, links_file: Path, tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    result = run_sa1b("download", links_file, "-d", root)
+    assert result.returncode == 0, result.stderr
+    for part in small_parts:
+        got = root / "tars" / part.name
+        assert sha256(got) == part.sha256
+        rec = receipt(root, part.name)
+        assert rec["complete"] is True and rec["sha256"] == part.sha256 and rec["md5"] == part.md5
+        assert rec["size"] == part.size and rec["compressed"] is True
+        assert rec["images"] == rec["annotations"] == part.n_pairs
+        assert "REDACTED" in rec["url"]
+        assert not (root / "tars" / f"{part.name}.aria2").exists()
+    assert "3/3 parts complete" in result.stdout
+    assert not aria2c_running_for(root)
+
+    requests_before = len(cdn.log)
+    again = run_sa1b("download", links_file, "-d", root, "--json")
+    assert again.returncode == 0, again.stderr
+    assert len(cdn.log) == requests_before, "a complete set must cause no network traffic at all"
+    summary = json.loads(again.stdout.strip().splitlines()[-1])
+    assert summary["type"] == "summary" and summary["complete"] == 3 and summary["bytes_fetched"] == 0
+
+
+def test_signed_urls_never_appear_in_output_or_state(small_parts: list[PartInfo], cdn: FakeCDN, links_file: Path, tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    result = run_sa1b("download", links_file, "-d", root, "--json", "--log-interval", "0.1")
+    assert result.returncode == 0, result.stderr
+    signatures = [line.split("oh=")[1].split("&")[0] for line in links_file.read_text().splitlines()[1:]]
+    everything = result.stdout + result.stderr
+    for path in (root / ".sa1b").rglob("*"):
+        if path.is_file():
+            everything += path.read_text(errors="replace")
+    for signature in signatures:
+        assert signature not in everything
+
+
+def test_dry_run_prints_plan_and_fetches_nothing(small_parts: list[PartInfo], cdn: FakeCDN, links_file: Path, tmp_path: Path) -> None:
+    result = run_sa1b("download", links_file, "-d", tmp_path / "root", "--dry-run")
+    assert result.returncode == 0, result.stderr
+    assert "sa_000002.tar" in result.stdout and "fetch" in result.stdout
+    assert "links expire at" in result.stderr
+    assert all(r.method == "HEAD" for r in cdn.log)
+    assert not (tmp_path / "root" / "tars").exists() or not any((tmp_path / "root" / "tars").iterdir())
+
+
+def test_parts_and_shard_selection(small_parts: list[PartInfo], cdn: FakeCDN, links_file: Path, tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    result = run_sa1b("download", links_file, "-d", root, "--parts", "0,sa_000002.tar", "--shard", "1/2")
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in (root / "tars").glob("*.tar")) == []  # shard 1/2 holds odd parts only
+    result = run_sa1b("download", links_file, "-d", root, "--parts", "0-2", "--shard", "0/2", env={"SA1B_JOBS": "1"})
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in (root / "tars").glob("*.tar")) == ["sa_000000.tar", "sa_000002.tar"]
+
+
+def test_bad_links_file_is_rejected_with_line_numbers_and_nothing_fetched(cdn: FakeCDN, links_file: Path, tmp_path: Path) -> None:
+    lines = links_file.read_text().splitlines()
+    bad = tmp_path / "bad.txt"
+    bad.write_text("\n".join([lines[0], lines[1], "garbage-without-tab", lines[1], "../evil.tar\thttp://127.0.0.1/x", "sa_000009.tar\tftp://x/y"]) + "\n")
+    result = run_sa1b("download", bad, "-d", tmp_path / "root")
+    assert result.returncode == 2
+    assert "bad.txt:3" in result.stderr and "bad.txt:4" in result.stderr and "duplicate" in result.stderr
+    assert "bad.txt:5" in result.stderr and "bad.txt:6" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert cdn.log == []
+
+
+def test_extras_are_listed_but_only_fetched_by_name(small_parts: list[PartInfo], cdn: FakeCDN, tmp_path: Path) -> None:
+    ids = tmp_path / "parts" / "sa_images_ids.txt"
+    ids.write_text("1\n2\n3\n")
+    cdn.add_file("sa_images_ids.txt", ids)
+    links = cdn.write_links(tmp_path / "links.txt")
+    root = tmp_path / "root"
+    result = run_sa1b("download", links, "-d", root, "--parts", "0")
+    assert result.returncode == 0, result.stderr
+    assert not (root / "tars" / "sa_images_ids.txt").exists()
+    result = run_sa1b("download", links, "-d", root, "--parts", "sa_images_ids.txt")
+    assert result.returncode == 0, result.stderr
+    assert (root / "tars" / "sa_images_ids.txt").read_text() == "1\n2\n3\n"
+    assert receipt(root, "sa_images_ids.txt")["size"] == 6
+
+
+# -- expiry ---------------------------------------------------------------------------------
+
+
+def test_expired_links_are_not_attempted_and_a_fresh_file_completes(small_parts: list[PartInfo], cdn: FakeCDN, tmp_path: Path) -> None:
+    old = cdn.write_links(tmp_path / "old.txt", expires_at=time.time() - 3600)
+    root = tmp_path / "root"
+    result = run_sa1b("download", old, "-d", root)
+    assert result.returncode == 8, result.stderr
+    assert "expired" in result.stderr and "fresh links file" in result.stderr
+    assert cdn.log == []
+    fresh = cdn.write_links(tmp_path / "fresh.txt")
+    result = run_sa1b("download", fresh, "-d", root)
+    assert result.returncode == 0, result.stderr
+    assert all(sha256(root / "tars" / p.name) == p.sha256 for p in small_parts)
+
+
+def test_403_mid_run_fails_that_part_only_and_resumes_with_fresh_links(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    big = random_part(src, 0, 24)
+    random_part(src, 1, 2)
+    with FakeCDN(src) as server:
+        links = server.write_links(tmp_path / "links.txt")
+        # The CDN checks the signature per request: cut the connection after the revocation so
+        # that aria2 has to ask again.
+        server.set_faults("sa_000000.tar", Faults(rate_limit_bytes_per_s=2_000_000, drop_after_bytes=8_000_000, drop_count=1))
+        root = tmp_path / "root"
+        proc = start_sa1b("download", links, "-d", root, "-x", "2", "--retry-wait", "0.2")
+        wait_for(lambda: server.bytes_sent("sa_000000.tar") > 4_000_000)
+        server.revoke("sa_000000.tar")
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 8, err
+        assert "link expired or revoked" in err
+        assert (root / "tars" / "sa_000001.tar").exists() and receipt(root, "sa_000001.tar")["complete"]
+        assert not RootPaths(root).receipt("download", "sa_000000.tar").exists()
+        had = server.bytes_sent("sa_000000.tar")
+        server.clear_faults()
+        server.reset_log()
+        fresh = server.write_links(tmp_path / "fresh.txt")
+        result = run_sa1b("download", fresh, "-d", root)
+        assert result.returncode == 0, result.stderr
+        assert sha256(root / "tars" / "sa_000000.tar") == sha256(big)
+        gets = [r for r in server.requests_for("sa_000000.tar") if r.method == "GET"]
+        assert any((r.range_start or 0) >= had * 0.9 for r in gets), "a fresh links file must resume, not restart"
+        # aria2's first request has no Range (it learns the length before loading the control file);
+        # what that response pushes into the socket buffers before aria2 closes it is all that is wasted.
+        assert server.bytes_sent("sa_000000.tar") < big.stat().st_size - had + 6_000_000
+
+
+# -- resume ---------------------------------------------------------------------------------
+
+
+def test_sigkill_then_rerun_resumes_from_the_bytes_on_disk(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    big = random_part(src, 0, 32)
+    size = big.stat().st_size
+    with FakeCDN(src) as server:
+        links = server.write_links(tmp_path / "links.txt")
+        server.set_faults(None, Faults(rate_limit_bytes_per_s=3_000_000))
+        root = tmp_path / "root"
+        proc = start_sa1b("download", links, "-d", root, "-x", "4", "--min-split-size", "1M")
+        wait_for(lambda: server.bytes_sent() > size * 0.4, timeout=60)
+        time.sleep(1.5)  # let aria2 save its control file (auto-save every second)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        wait_for(lambda: not aria2c_running_for(root), timeout=10)
+        before = server.bytes_sent()
+        assert (root / "tars" / "sa_000000.tar.aria2").exists()
+        server.clear_faults()
+        result = run_sa1b("download", links, "-d", root)
+        assert result.returncode == 0, result.stderr
+        assert sha256(root / "tars" / "sa_000000.tar") == sha256(big)
+        second_run = server.bytes_sent() - before
+        # Bytes in flight at the kill (socket buffers, the last unsaved second) are fetched again;
+        # everything aria2 had saved is kept. docs/benchmarks.md measures the share on large parts.
+        assert second_run <= size - 0.6 * before, f"second run fetched {second_run} of {size} bytes"
+        assert not aria2c_running_for(root)
+
+
+def test_sigterm_stops_cleanly_and_rerun_resumes(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    big = random_part(src, 0, 24)
+    with FakeCDN(src) as server:
+        links = server.write_links(tmp_path / "links.txt")
+        server.set_faults(None, Faults(rate_limit_bytes_per_s=3_000_000))
+        root = tmp_path / "root"
+        proc = start_sa1b("download", links, "-d", root)
+        wait_for(lambda: server.bytes_sent() > 3_000_000, timeout=60)
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=15)
+        assert time.monotonic() - started < 8
+        assert proc.returncode == 130, err
+        assert "Traceback" not in err and "resume" in err
+        assert not aria2c_running_for(root)
+        assert not any(RootPaths(root).locks.glob("*.lock"))
+        server.clear_faults()
+        result = run_sa1b("download", links, "-d", root)
+        assert result.returncode == 0, result.stderr
+        assert sha256(root / "tars" / "sa_000000.tar") == sha256(big)
+
+
+def test_file_without_control_file_is_adopted_or_resumed(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    complete, partial, garbage = (random_part(src, i, 6) for i in range(3))
+    root = tmp_path / "root"
+    (root / "tars").mkdir(parents=True)
+    shutil.copyfile(complete, root / "tars" / complete.name)  # e.g. copied from another machine
+    data = partial.read_bytes()
+    half = len(data) // 2
+    (root / "tars" / partial.name).write_bytes(data[:half])  # e.g. an interrupted wget
+    (root / "tars" / garbage.name).write_bytes(b"\0" * garbage.stat().st_size)  # full size, wrong bytes
+    with FakeCDN(src) as server:
+        links = server.write_links(tmp_path / "links.txt")
+        result = run_sa1b("download", links, "-d", root)
+        assert result.returncode == 0, result.stderr
+        for part in (complete, partial, garbage):
+            assert sha256(root / "tars" / part.name) == sha256(part)
+        assert receipt(root, complete.name)["adopted"] is True
+        assert not [r for r in server.requests_for(complete.name) if r.method == "GET"]
+        partial_gets = [r for r in server.requests_for(partial.name) if r.method == "GET"]
+        assert any((r.range_start or 0) >= half - (1 << 20) for r in partial_gets), f"not resumed: {partial_gets}"  # piece-aligned
+        assert "downloading it again" in result.stderr  # the garbage file was checked, then replaced
+
+
+# -- faults ---------------------------------------------------------------------------------
+
+
+def test_503_bursts_and_dropped_connections_are_retried(small_parts: list[PartInfo], cdn: FakeCDN, links_file: Path, tmp_path: Path) -> None:
+    cdn.set_faults("sa_000000.tar", Faults(status_503_count=4, retry_after=0))
+    cdn.set_faults("sa_000001.tar", Faults(drop_after_bytes=5000, drop_count=3))
+    root = tmp_path / "root"
+    result = run_sa1b("download", links_file, "-d", root, "--retry-wait", "0.2")
+    assert result.returncode == 0, result.stderr
+    for part in small_parts:
+        assert sha256(root / "tars" / part.name) == part.sha256
+
+
+def test_server_ignoring_range_does_not_corrupt_a_partial_file(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    big = random_part(src, 0, 16)
+    with FakeCDN(src) as server:
+        links = server.write_links(tmp_path / "links.txt")
+        server.set_faults(None, Faults(rate_limit_bytes_per_s=2_000_000))
+        root = tmp_path / "root"
+        proc = start_sa1b("download", links, "-d", root, "-x", "2", "--min-split-size", "1M")
+        wait_for(lambda: server.bytes_sent() > 4_000_000, timeout=60)
+        time.sleep(1.2)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        wait_for(lambda: not aria2c_running_for(root), timeout=10)
+        server.set_faults(None, Faults(ignore_range=True))
+        result = run_sa1b("download", links, "-d", root)
+        assert result.returncode == 0, result.stderr
+        assert "ignored Range" in result.stderr
+        assert sha256(root / "tars" / "sa_000000.tar") == sha256(big)
+
+
+def test_corrupted_bytes_fail_the_part_and_no_receipt_is_written(small_parts: list[PartInfo], cdn: FakeCDN, links_file: Path, tmp_path: Path) -> None:
+    cdn.set_faults("sa_000001.tar", Faults(corrupt_offsets=(small_parts[1].size // 2,)))
+    root = tmp_path / "root"
+    result = run_sa1b("download", links_file, "-d", root)
+    assert result.returncode == 3, result.stderr
+    assert "sa_000001.tar" in result.stderr and "archive check failed" in result.stderr
+    assert not RootPaths(root).receipt("download", "sa_000001.tar").exists()
+    assert RootPaths(root).receipt("download", "sa_000000.tar").exists()
+    cdn.clear_faults()
+    result = run_sa1b("download", links_file, "-d", root)
+    assert result.returncode == 0, result.stderr
+    assert sha256(root / "tars" / "sa_000001.tar") == small_parts[1].sha256
+
+
+def test_checksum_list_catches_corruption_that_the_structure_cannot(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    plain = random_part(src, 0, 2, compress=False)  # a plain tar: a flipped data byte keeps it readable
+    sums = tmp_path / "md5.txt"
+    sums.write_text(f"{hashlib.md5(plain.read_bytes()).hexdigest()}  {plain.name}\n")
+    with FakeCDN(src) as server:
+        links = server.write_links(tmp_path / "links.txt")
+        server.set_faults(None, Faults(corrupt_offsets=(2048 + 100,)))
+        root = tmp_path / "root"
+        result = run_sa1b("download", links, "-d", root, "--checksums", sums)
+        assert result.returncode == 3
+        assert "does not match the checksum list" in result.stderr
+        assert not RootPaths(root).receipt("download", plain.name).exists()
+
+
+def test_checksum_list_accepts_good_parts(small_parts: list[PartInfo], cdn: FakeCDN, links_file: Path, tmp_path: Path) -> None:
+    sums = write_md5sums(small_parts, tmp_path / "checklist.txt")
+    result = run_sa1b("download", links_file, "-d", tmp_path / "root", "--checksums", sums)
+    assert result.returncode == 0, result.stderr
+    assert receipt(tmp_path / "root", "sa_000000.tar")["checksum_list_md5"] == small_parts[0].md5
+
+
+def test_not_enough_disk_space_is_refused_unless_overridden(small_parts: list[PartInfo], cdn: FakeCDN, links_file: Path, tmp_path: Path) -> None:
+    cdn.set_faults(None, Faults(wrong_length=1 << 60))  # HEAD claims an exabyte
+    result = run_sa1b("download", links_file, "-d", tmp_path / "root")
+    assert result.returncode == 7
+    assert "not enough free space" in result.stderr and "--ignore-disk-space" in result.stderr
+    assert not [r for r in cdn.log if r.method == "GET"]
+
+
+# -- locks ----------------------------------------------------------------------------------
+
+
+def test_a_part_locked_by_a_live_run_is_skipped_and_a_stale_lock_is_broken(small_parts: list[PartInfo], cdn: FakeCDN, links_file: Path, tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    paths = RootPaths(root)
+    live = PartLock(paths.lock("sa_000000.tar"))
+    assert live.try_acquire() is None  # held by this (live) test process
+    stale = paths.lock("sa_000001.tar")
+    stale.write_text(json.dumps({"host": os.uname().nodename, "pid": 2**22 + 12345, "token": "dead", "started": 0}))
+    try:
+        result = run_sa1b("download", links_file, "-d", root)
+    finally:
+        live.release()
+    assert result.returncode == 4, result.stderr
+    assert "sa_000000.tar: skipped, locked by" in result.stderr
+    assert receipt(root, "sa_000001.tar")["complete"] and receipt(root, "sa_000002.tar")["complete"]
+    assert not paths.lock("sa_000001.tar").exists()
+    result = run_sa1b("download", links_file, "-d", root)
+    assert result.returncode == 0, result.stderr
+
+
+def test_two_runs_at_once_fetch_each_part_once(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    parts = [random_part(src, i, 3) for i in range(4)]
+    with FakeCDN(src) as server:
+        links = server.write_links(tmp_path / "links.txt")
+        server.set_faults(None, Faults(rate_limit_bytes_per_s=3_000_000))
+        root = tmp_path / "root"
+        first = start_sa1b("download", links, "-d", root, "-j", "2")
+        second = start_sa1b("download", links, "-d", root, "-j", "2")
+        first.communicate(timeout=90)
+        second.communicate(timeout=90)
+        assert {first.returncode, second.returncode} <= {0, 4}
+        result = run_sa1b("download", links, "-d", root)
+        assert result.returncode == 0
+        for part in parts:
+            assert sha256(root / "tars" / part.name) == sha256(part)
+            gets = sum(r.bytes_sent for r in server.requests_for(part.name) if r.method == "GET")
+            assert gets <= part.stat().st_size * 1.05, f"{part.name} fetched twice"
