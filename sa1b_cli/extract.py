@@ -1053,8 +1053,9 @@ def extract_parts(paths: RootPaths, names: list[str], layout: str | None = None,
         pending.append(name)
         if not extracted:
             total_files += int(download.get("images", 0) or 0) + int(download.get("annotations", 0) or 0)
-    if pending:
-        ensure_layout(paths, layout)
+    if not pending:
+        return ExtractResult(layout, [results[n] for n in names], time.monotonic() - started)
+    ensure_layout(paths, layout)
     progress = _SharedProgress(reporter.files("extract", total_files or None))
     stop = threading.Event()
     try:

@@ -41,6 +41,7 @@ import time
 from array import array
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
+from itertools import chain
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,6 +63,7 @@ FULL_DATASET_PARTS = 1000
 CHECK_VERSION = 1  # bump when the checks change: older receipts then no longer count
 MAX_LISTED = 100  # problems kept per part (all are counted)
 CHUNK_PAIRS = 500  # pairs per deep-check task: about a second of work
+MASK_BATCH_FILES = 64  # annotation files whose masks are decoded in one numpy pass
 ALL_UNIT = "(all)"  # split/flat folders checked as one unit (no manifests to attribute files to parts)
 QUICK, DEEP = "quick", "deep"
 LEVEL_RANK = {QUICK: 1, DEEP: 2}
@@ -444,23 +446,48 @@ class ChunkResult:
     problems: Problems
 
 
+@dataclass
+class _MaskBatch:
+    """Annotation files whose masks wait to be checked together (one numpy pass per batch)."""
+
+    paths: list[str] = field(default_factory=list)
+    sizes: list[tuple[int, int]] = field(default_factory=list)  # (width, height) of each image
+    annotations: list[list[Any]] = field(default_factory=list)
+
+    def add(self, path: str, width: int, height: int, annotations: list[Any]) -> None:
+        self.paths.append(path)
+        self.sizes.append((width, height))
+        self.annotations.append(annotations)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+
 def deep_check_pair(image_path: str | Path, annotation_path: str | Path) -> PairCheck:
     """Deep-check one pair: annotation JSON, schema and masks, and the JPEG against it."""
     result = PairCheck()
-    _check_pair(str(image_path), str(annotation_path), result)
+    batch = _MaskBatch()
+    _check_pair(str(image_path), str(annotation_path), result, batch)
+    _check_mask_batch(batch, result.problems)
     return result
 
 
 def check_pairs(image_dir: str, annotation_dir: str, ids: Sequence[int] | np.ndarray) -> ChunkResult:
     """Deep-check the pairs ``sa_<id>`` of ``ids`` (one task of a deep verify)."""
     result = PairCheck()
+    batch = _MaskBatch()
     for image_id in np.asarray(ids).tolist():
         _check_pair(os.path.join(image_dir, image_name(image_id)),
-                    os.path.join(annotation_dir, annotation_name(image_id)), result)
+                    os.path.join(annotation_dir, annotation_name(image_id)), result, batch)
+        if len(batch) >= MASK_BATCH_FILES:
+            _check_mask_batch(batch, result.problems)
+            batch = _MaskBatch()
+    _check_mask_batch(batch, result.problems)
     return ChunkResult(len(ids), result.masks, result.bytes, result.problems)
 
 
-def _check_pair(image_path: str, annotation_path: str, out: PairCheck) -> None:
+def _check_pair(image_path: str, annotation_path: str, out: PairCheck, batch: _MaskBatch) -> None:
+    """Check the JSON document and the JPEG now; queue the masks in ``batch``."""
     try:
         with open(annotation_path, "rb") as handle:
             raw = handle.read()
@@ -470,7 +497,7 @@ def _check_pair(image_path: str, annotation_path: str, out: PairCheck) -> None:
     header = None
     if raw is not None:
         out.bytes += len(raw)
-        header = _check_annotation(annotation_path, raw, os.path.basename(image_path), out)
+        header = _check_annotation(annotation_path, raw, os.path.basename(image_path), out, batch)
     try:
         jpeg = check_jpeg(image_path)
     except JpegError as exc:
@@ -486,8 +513,9 @@ def _check_pair(image_path: str, annotation_path: str, out: PairCheck) -> None:
                                  f"says {header[0]}x{header[1]}"))
 
 
-def _check_annotation(path: str, raw: bytes, expected_file_name: str, out: PairCheck) -> tuple[int, int] | None:
-    """Check one annotation file; returns the image's (width, height) when its header is sound."""
+def _check_annotation(path: str, raw: bytes, expected_file_name: str, out: PairCheck,
+                      batch: _MaskBatch) -> tuple[int, int] | None:
+    """Check one annotation document; returns the image's (width, height) when its header is sound."""
     try:
         doc = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
@@ -503,7 +531,7 @@ def _check_annotation(path: str, raw: bytes, expected_file_name: str, out: PairC
         out.problems.add(Problem(path, "schema", f"image.file_name is {image['file_name']!r}, expected {expected_file_name!r}"))
     if annotations:
         out.masks += len(annotations)
-        _check_masks(path, annotations, width, height, out.problems)
+        batch.add(path, width, height, annotations)
     return width, height
 
 
@@ -534,29 +562,44 @@ def _kind_name(kind: type) -> str:
     return {int: "an integer", str: "a string"}[kind]
 
 
-def _check_masks(path: str, annotations: list[Any], width: int, height: int, out: Problems) -> None:
+def _check_mask_batch(batch: _MaskBatch, out: Problems) -> None:
+    """Check every mask of the batch's files in one vectorised pass; name each file's first bad mask."""
+    if not len(batch):
+        return
+    per_file = np.array([len(a) for a in batch.annotations])
+    annotations = list(chain.from_iterable(batch.annotations))
     columns = _mask_columns(annotations)
-    if columns is None:
-        out.add(Problem(path, "schema", f"not an SA-1B annotation: {_describe_schema_error(annotations)}"))
+    stats = None
+    if columns is not None:
+        try:
+            stats = rle.mask_stats(columns[1], columns[2][:, 0], columns[2][:, 1])
+        except UnicodeEncodeError:
+            stats = None
+    if columns is None or stats is None:
+        if len(batch) > 1:  # find the culprit file by file; the others are checked on the way
+            for index in range(len(batch)):
+                single = _MaskBatch([batch.paths[index]], [batch.sizes[index]], [batch.annotations[index]])
+                _check_mask_batch(single, out)
+        else:
+            out.add(Problem(batch.paths[0], "schema" if columns is None else "rle", _describe_schema_error(annotations)))
         return
-    ids, counts, sizes, bbox, area = columns
-    try:
-        stats = rle.mask_stats(counts, sizes[:, 0], sizes[:, 1])
-    except UnicodeEncodeError:
-        first = next(i for i, c in enumerate(counts) if not c.isascii())
-        out.add(Problem(path, "rle", f"{_mask_label(ids, first)}: segmentation.counts is not ASCII"))
-        return
-    n = len(ids)
+    ids, _, sizes, bbox, area = columns
+    file_of = np.repeat(np.arange(len(batch)), per_file)
+    first_of_file = np.concatenate([[0], np.cumsum(per_file)[:-1]])
+    image_size = np.array(batch.sizes)[file_of]  # (width, height) per mask
 
     def report(kind: str, bad: np.ndarray, describe: Callable[[int], str]) -> None:
         where = np.flatnonzero(bad)
-        if len(where):
-            first = int(where[0])
-            more = f" (and {len(where) - 1} more of the {n} masks)" if len(where) > 1 else ""
-            out.add(Problem(path, kind, f"{_mask_label(ids, first)}: {describe(first)}{more}"))
+        if not len(where):
+            return
+        files, first, count = np.unique(file_of[where], return_index=True, return_counts=True)
+        for file, mask, n_bad in zip(files.tolist(), where[first].tolist(), count.tolist()):
+            more = f" (and {n_bad - 1} more of the {per_file[file]} masks)" if n_bad > 1 else ""
+            label = f"annotation id {int(ids[mask])} (mask {mask - first_of_file[file] + 1})"
+            out.add(Problem(batch.paths[file], kind, f"{label}: {describe(mask)}{more}"))
 
-    report("mask-size", (sizes[:, 0] != height) | (sizes[:, 1] != width),
-           lambda i: f"mask size {sizes[i].tolist()} differs from the image's [{height}, {width}]")
+    report("mask-size", (sizes[:, 0] != image_size[:, 1]) | (sizes[:, 1] != image_size[:, 0]),
+           lambda i: f"mask size {sizes[i].tolist()} differs from the image's [{image_size[i, 1]}, {image_size[i, 0]}]")
     invalid = stats.error != rle.OK
     report("rle", invalid, lambda i: _rle_error_text(stats, i, sizes[i]))
     valid = ~invalid
@@ -620,6 +663,7 @@ def _annotation_error(ann: Any) -> str | None:
         (type(ann["id"]) is int, "id is not an integer"),
         (type(seg) is dict and {"size", "counts"} <= seg.keys(), "segmentation needs 'size' and 'counts'"),
         (type(seg) is dict and type(seg.get("counts")) is str, "segmentation.counts is not a string"),
+        (type(seg) is dict and str(seg.get("counts")).isascii(), "segmentation.counts is not ASCII"),
         (type(seg) is dict and _numbers(seg.get("size"), 2, int), "segmentation.size is not [height, width]"),
         (_numbers(ann["bbox"], 4), "bbox is not [x, y, w, h]"),
         (_is_number(ann["area"]), "area is not a number"),
@@ -638,10 +682,6 @@ def _is_number(value: Any) -> bool:
 def _numbers(value: Any, length: int, kind: type | None = None) -> bool:
     return (type(value) is list and len(value) == length
             and all(type(v) is kind if kind else _is_number(v) for v in value))
-
-
-def _mask_label(ids: np.ndarray, index: int) -> str:
-    return f"annotation id {int(ids[index])} (mask {index + 1})"
 
 
 def _rle_error_text(stats: rle.MaskStats, index: int, size: np.ndarray) -> str:

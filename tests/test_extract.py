@@ -443,7 +443,7 @@ def test_sigkill_mid_extraction_then_rerun_finishes(paths: RootPaths, small_part
     assert not list(paths.locks.glob("*.lock"))
 
 
-# Kill -9 the extractor at an exact moment: after the Nth call of a function it uses.
+# Kill -9 the extractor at an exact moment: the Nth call of a function it uses (rmtree: before it runs).
 _KILL_AT = """
 import os, shutil, signal, sys
 target, after = sys.argv[1], int(sys.argv[2])
@@ -451,8 +451,10 @@ module = shutil if target == "rmtree" else os
 real = getattr(module, target)
 calls = [0]
 def wrapper(*args, **kwargs):
-    result = real(*args, **kwargs)
     calls[0] += 1
+    if target == "rmtree" and calls[0] >= after:
+        os.kill(os.getpid(), signal.SIGKILL)
+    result = real(*args, **kwargs)
     if calls[0] >= after:
         os.kill(os.getpid(), signal.SIGKILL)
     return result
@@ -467,7 +469,7 @@ main()
     ("split", "write", 5, False),  # while unpacking into the temporary directory
     ("split", "link", 3, True),  # halfway through linking files into the shared folders
     ("parts", "rename", 1, True),  # right after the part's folder was renamed into place
-    ("flat", "rmtree", 1, True),  # after the receipt, while the temporary directory is removed
+    ("flat", "rmtree", 1, True),  # after the receipt, before the temporary directory is removed
 ])
 def test_kill_at_each_step_then_rerun_completes(paths: RootPaths, small_parts: list[PartInfo], layout: str,
                                                 target: str, after: int, resumable: bool) -> None:
