@@ -197,9 +197,6 @@ class Console:
             self._live = Live(renderable, console=self._rich, auto_refresh=False, transient=False)
             self._live.start()
         self._live.update(renderable, refresh=True)
-        if snapshot.total_parts and snapshot.done + snapshot.failed >= snapshot.total_parts:
-            self._live.stop()
-            self._live = None
 
 
 def _snapshot_dict(snapshot: TransferSnapshot) -> dict[str, Any]:
@@ -234,9 +231,9 @@ def _transfer_table(s: TransferSnapshot) -> Any:
         bar = ProgressBar(total=total or 1, completed=p.completed if total else 0, width=30)
         pct = f"{100 * p.completed / total:5.1f}%" if total else "   ?"
         table.add_row(p.name, bar, pct, human_bytes(p.total), f"{human_bytes(p.speed)}/s", str(p.connections), p.message)
-    overall = ProgressBar(total=s.total_bytes or 1, completed=s.completed_bytes if s.total_bytes else 0, width=50)
+    overall = ProgressBar(total=s.total_bytes or 1, completed=s.completed_bytes if s.total_bytes else 0, width=30)
     footer = Table.grid(padding=(0, 1))
-    footer.add_row(Text("total", style="bold"), overall, Text(transfer_line(s)))
+    footer.add_row(Text("total", style="bold"), overall, Text(transfer_line(s), overflow="fold"))
     return Group(table, footer)
 
 

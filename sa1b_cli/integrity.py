@@ -10,8 +10,10 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import queue
 import re
 import tarfile
+import threading
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -39,13 +41,49 @@ def is_gzip(path: Path) -> bool:
         return handle.read(2) == GZIP_MAGIC
 
 
+class ParallelHasher:
+    """md5 and sha256 of a byte stream, each in its own thread.
+
+    hashlib releases the GIL on large buffers, so md5 (~400 MB/s here), sha256 (~1 GB/s)
+    and the inflate of the caller run on separate cores instead of one after the other.
+    """
+
+    def __init__(self) -> None:
+        self.md5 = hashlib.md5()
+        self.sha256 = hashlib.sha256()
+        self._queues: list[queue.Queue[bytes | None]] = []
+        self._threads: list[threading.Thread] = []
+        for digest in (self.md5, self.sha256):
+            chunks: queue.Queue[bytes | None] = queue.Queue(maxsize=8)
+            thread = threading.Thread(target=self._consume, args=(digest, chunks), daemon=True)
+            thread.start()
+            self._queues.append(chunks)
+            self._threads.append(thread)
+
+    @staticmethod
+    def _consume(digest: "hashlib._Hash", chunks: "queue.Queue[bytes | None]") -> None:
+        while (chunk := chunks.get()) is not None:
+            digest.update(chunk)
+
+    def update(self, data: bytes) -> None:
+        for chunks in self._queues:
+            chunks.put(data)
+
+    def finish(self) -> tuple[str, str]:
+        """Wait for both threads; (md5 hex, sha256 hex)."""
+        for chunks in self._queues:
+            chunks.put(None)
+        for thread in self._threads:
+            thread.join()
+        return self.md5.hexdigest(), self.sha256.hexdigest()
+
+
 class HashingReader(io.RawIOBase):
     """A read-only stream that hashes (and counts) every byte read through it."""
 
     def __init__(self, raw: BinaryIO, on_bytes: Callable[[int], None] | None = None) -> None:
         self.raw = raw
-        self.md5 = hashlib.md5()
-        self.sha256 = hashlib.sha256()
+        self.hasher = ParallelHasher()
         self.count = 0
         self.on_bytes = on_bytes
 
@@ -55,9 +93,7 @@ class HashingReader(io.RawIOBase):
     def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
         n = self.raw.readinto(buffer)  # type: ignore[attr-defined]
         if n:
-            view = memoryview(buffer)[:n]
-            self.md5.update(view)
-            self.sha256.update(view)
+            self.hasher.update(bytes(memoryview(buffer)[:n]))
             self.count += n
             if self.on_bytes is not None:
                 self.on_bytes(n)
@@ -129,8 +165,7 @@ def check_part(path: Path, on_bytes: Callable[[int], None] | None = None) -> Par
         del buffered_rest
         hashing.drain()
         check.size = hashing.count
-        check.md5 = hashing.md5.hexdigest()
-        check.sha256 = hashing.sha256.hexdigest()
+        check.md5, check.sha256 = hashing.hasher.finish()
         if check.members == 0:
             raise ArchiveError("archive holds no members")
         return check
@@ -146,20 +181,16 @@ def _describe(exc: BaseException, compressed: bool) -> str:
 
 def hash_file(path: Path, on_bytes: Callable[[int], None] | None = None) -> tuple[int, str, str]:
     """(size, md5, sha256) of a file, read once."""
-    md5, sha256, size = hashlib.md5(), hashlib.sha256(), 0
-    buffer = bytearray(CHUNK)
-    view = memoryview(buffer)
+    hasher = ParallelHasher()
+    size = 0
     with open(path, "rb", buffering=0) as handle:
-        while True:
-            n = handle.readinto(buffer)
-            if not n:
-                break
-            md5.update(view[:n])
-            sha256.update(view[:n])
-            size += n
+        while chunk := handle.read(CHUNK):
+            hasher.update(chunk)
+            size += len(chunk)
             if on_bytes is not None:
-                on_bytes(n)
-    return size, md5.hexdigest(), sha256.hexdigest()
+                on_bytes(len(chunk))
+    md5, sha256 = hasher.finish()
+    return size, md5, sha256
 
 
 def parse_checksums(path: Path) -> dict[str, str]:
