@@ -484,7 +484,8 @@ class DownloadRun:
         elif code == "9":
             self.disk_full = True
             self._finish(name, PartOutcome(name, "failed", "disk full; free space and run again, progress is kept"))
-        elif code == "8" and "range" in message.lower() and a.resume_mode == "default":
+        elif code == "8" and a.resume_mode == "default":
+            # aria2's code 8 is "cannot resume"; its message is often only the last one ("No URI available.").
             self.reporter.event("no_range", f"{name}: the server ignored Range; restarting this part from zero on one connection", level="warning")
             a.resume_mode = "restart"
             self._start(name, a)
@@ -576,7 +577,8 @@ class DownloadRun:
         from sa1b_cli.extract import extract_part
 
         result = extract_part(
-            self.paths, name, self.options.extract_layout, self.reporter, lock_held=True, remove_tar=self.options.remove_tars
+            self.paths, name, self.options.extract_layout, self.reporter, lock_held=True,
+            remove_tar=self.options.remove_tars, stop=self.stop_event,
         )
         return result.ok
 

@@ -55,6 +55,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from sa1b_cli import state
+from sa1b_cli.console import human_bytes
 from sa1b_cli.errors import ExitStatus, LayoutError, UsageError
 from sa1b_cli.events import FileProgress, NullReporter, Reporter
 from sa1b_cli.integrity import GZIP_MAGIC, open_decompressed
@@ -728,7 +729,7 @@ def _extract_locked(job: _Job) -> PartExtractResult:
     except _Stopped:
         for leftover in _temp_dirs(paths, name):
             _discard(leftover)
-        job.reporter.event("part_skipped", f"{name}: interrupted; nothing of it was kept", level="warning",
+        job.reporter.event("part_skipped", f"{name}: interrupted before it was complete", level="warning",
                            part=name, reason="interrupted")
         return PartExtractResult(name, INTERRUPTED, "interrupted")
     except (_PartFailed, OSError) as exc:
@@ -736,7 +737,7 @@ def _extract_locked(job: _Job) -> PartExtractResult:
             _discard(leftover)
         reason = str(exc)
         state.write_failure(paths, "extract", name, reason)
-        job.reporter.event("part_failed", f"{name}: extraction failed: {reason}; nothing of it was kept",
+        job.reporter.event("part_failed", f"{name}: extraction failed: {reason}",
                            level="error", part=name, reason=reason)
         return PartExtractResult(name, FAILED, reason)
     result = PartExtractResult(
@@ -746,7 +747,7 @@ def _extract_locked(job: _Job) -> PartExtractResult:
     result.tar_removed = _remove_tar(job)
     job.reporter.event(
         "part_extracted",
-        f"{name}: extracted {result.files} files ({result.bytes / 2**30:.2f} GiB) in {result.seconds:.1f}s"
+        f"{name}: extracted {result.files} files ({human_bytes(result.bytes)}) in {result.seconds:.1f}s"
         + (", tar removed" if result.tar_removed else ""),
         part=name, files=result.files, images=result.images, annotations=result.annotations,
         bytes=result.bytes, seconds=round(result.seconds, 3), layout=job.layout, tar_removed=result.tar_removed,
@@ -872,16 +873,15 @@ def _link_into_place(files_dir: Path, entries: list[ManifestEntry], locations: P
     temporary file (a crashed run linked it) or when this part wrote that name
     before and the content is identical; anything else is a collision. A first
     pass checks every destination so a collision usually fails before anything is
-    visible; if one appears meanwhile, what this call linked is unlinked again.
+    visible; if one appears meanwhile, every destination that is one of our
+    temporary files (linked now or by a crashed run) is unlinked again.
     """
-    for entry in entries:
-        _claim(files_dir / entry.name, locations.path_of(entry.name), entry.name in own_names)
-    linked: list[Path] = []
     made_dirs: list[Path] = []
     try:
-        for entry in entries:
+        claims = [_claim(files_dir / e.name, locations.path_of(e.name), e.name in own_names) for e in entries]
+        for entry, claim in zip(entries, claims):
             source, target = files_dir / entry.name, locations.path_of(entry.name)
-            if _claim(source, target, entry.name in own_names) != "free":
+            if claim != "free":
                 continue
             if not target.parent.is_dir():
                 made_dirs.extend(_make_dirs(target.parent))
@@ -889,13 +889,13 @@ def _link_into_place(files_dir: Path, entries: list[ManifestEntry], locations: P
                 os.link(source, target)
             except FileExistsError:
                 _claim(source, target, entry.name in own_names)  # raced: ours, identical or a collision
-                continue
             except OSError as exc:
                 raise _PartFailed(_link_error(source, target, exc)) from None
-            linked.append(target)
     except BaseException:
-        for target in linked:
-            target.unlink(missing_ok=True)
+        for entry in entries:
+            source, target = files_dir / entry.name, locations.path_of(entry.name)
+            if _same_inode(source, target):
+                target.unlink()
         for directory in reversed(made_dirs):
             try:
                 directory.rmdir()
@@ -910,14 +910,22 @@ def _claim(source: Path, target: Path, own_name: bool) -> str:
         found = os.lstat(target)
     except FileNotFoundError:
         return "free"
-    mine = os.lstat(source)
-    if (found.st_dev, found.st_ino) == (mine.st_dev, mine.st_ino):
+    if _same_inode(source, target):
         return "ours"
+    mine = os.lstat(source)
     if own_name and stat.S_ISREG(found.st_mode) and found.st_size == mine.st_size \
             and filecmp.cmp(source, target, shallow=False):
         return "ours"
     owner = "an earlier extraction of this part, with different content" if own_name else "another part or another source"
     raise _PartFailed(f"{target} already exists (from {owner}); not overwriting it")
+
+
+def _same_inode(a: Path, b: Path) -> bool:
+    try:
+        first, second = os.lstat(a), os.lstat(b)
+    except OSError:
+        return False
+    return (first.st_dev, first.st_ino) == (second.st_dev, second.st_ino)
 
 
 def _make_dirs(directory: Path) -> list[Path]:

@@ -24,8 +24,10 @@ from sa1b_cli.errors import InputFileError
 
 try:  # ISA-L: measurably faster inflate (see docs/benchmarks.md)
     from isal import igzip as _fast_gzip
+    from isal.isal_zlib import error as _IsalError
 except ImportError:  # pragma: no cover - isal has wheels for the common platforms
     _fast_gzip = None  # type: ignore[assignment]
+    _IsalError = zlib.error  # type: ignore[assignment,misc]
 
 GZIP_MAGIC = b"\x1f\x8b"
 CHUNK = 4 << 20
@@ -159,7 +161,7 @@ def check_part(path: Path, on_bytes: Callable[[int], None] | None = None) -> Par
             # tarfile stops at the end-of-archive blocks; read on so the gzip CRC is checked.
             while stream.read(CHUNK):
                 pass
-        except (tarfile.TarError, OSError, EOFError, zlib.error, ValueError) as exc:
+        except (tarfile.TarError, OSError, EOFError, zlib.error, _IsalError, ValueError) as exc:
             raise ArchiveError(_describe(exc, compressed)) from None
         buffered_rest = buffered.read()
         del buffered_rest

@@ -103,8 +103,13 @@ def url_expiry(url: str) -> datetime | None:
 
 def redact_url(url: str) -> str:
     """The URL with its signature parameters replaced, safe for logs and receipts."""
-    parts = urlsplit(url)
-    if not parts.query:
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:  # malformed (bad IPv6 host or port): keep no query and no user info at all
+        base = re.sub(r"//[^/@]*@", "//", re.split(r"[?#]", url, maxsplit=1)[0])
+        return base + ("?REDACTED" if "?" in url else "")
+    if not parts.query and "@" not in parts.netloc:
         return url
     pieces = []
     for raw in parts.query.split("&"):
@@ -127,6 +132,9 @@ def redact_text(text: str) -> str:
     return _URL_IN_TEXT.sub(lambda m: redact_url(m.group(0)), text)
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")  # only from in-memory text: a file is decoded strictly
+
+
 def _check_name(name: str) -> str | None:
     if not name:
         return "empty file name"
@@ -136,7 +144,9 @@ def _check_name(name: str) -> str | None:
         return f"file name {name!r} is not allowed"
     if any(ord(ch) < 32 or ord(ch) == 127 for ch in name):
         return f"file name {name!r} contains control characters"
-    if len(name.encode("utf-8", "surrogateescape")) > 255:
+    if _SURROGATE.search(name):
+        return f"file name {name!r} is not valid Unicode text"
+    if len(name.encode("utf-8")) > 255:
         return "file name longer than 255 bytes"
     return None
 
@@ -154,6 +164,8 @@ def _check_url(url: str) -> str | None:
         return "URL has no host"
     if any(ch.isspace() or ord(ch) < 32 for ch in url):
         return "URL contains whitespace or control characters"
+    if _SURROGATE.search(url):
+        return "URL is not valid Unicode text"
     return None
 
 
@@ -165,7 +177,8 @@ def parse_links_text(text: str, source: str = "<links>") -> LinksFile:
     entries: list[LinkEntry] = []
     seen: dict[str, int] = {}
     first_content = True
-    for number, raw in enumerate(text.splitlines(), start=1):
+    # Only CR/LF end lines (as editors count them); str.splitlines would also split on \f, \x1c, \x85 ...
+    for number, raw in enumerate(re.split(r"\r\n|\r|\n", text), start=1):
         line = raw.strip()
         if not line:
             continue

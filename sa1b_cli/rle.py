@@ -57,10 +57,10 @@ class MaskStats:
 class _Runs:
     """Decoded run lengths of several masks, laid end to end."""
 
-    runs: np.ndarray  # every run of every mask
+    runs: np.ndarray  # every run of every mask (int32, or int64 when a number is too long for it)
     mask: np.ndarray  # the mask each run belongs to
-    index: np.ndarray  # the run's index within its mask
     first: np.ndarray  # (n + 1,) index of each mask's first run; first[-1] == len(runs)
+    ones: np.ndarray  # indices of the runs of ones (odd index within their mask)
     bad_character: np.ndarray  # per mask
     unterminated: np.ndarray  # per mask
     too_long: np.ndarray  # per mask
@@ -70,7 +70,7 @@ def counts_from_string(counts: str | bytes) -> np.ndarray:
     """The run lengths of one compressed string (exactly what pycocotools decodes)."""
     data = counts.encode("ascii") if isinstance(counts, str) else counts
     buffer = np.frombuffer(data, dtype=np.uint8)
-    return _decode_runs(buffer, np.array([len(buffer)], dtype=np.int64)).runs
+    return _decode_runs(buffer, np.array([len(buffer)], dtype=np.int64)).runs.astype(np.int64)
 
 
 def mask_stats(counts: Sequence[str], heights: Sequence[int] | np.ndarray,
@@ -91,19 +91,30 @@ def mask_stats_from_buffer(buffer: np.ndarray, lengths: np.ndarray, heights: Seq
     h = np.asarray(heights, dtype=np.int64).reshape(n)
     w = np.asarray(widths, dtype=np.int64).reshape(n)
     decoded = _decode_runs(buffer, lengths)
-    runs = decoded.runs
-    odd_runs = runs * (decoded.index & 1)
-    # Sums in float64 are exact here (< 2**53) and bincount is one pass.
-    total = np.bincount(decoded.mask, weights=runs, minlength=n).astype(np.int64)
-    area = np.bincount(decoded.mask, weights=odd_runs, minlength=n).astype(np.int64)
+    runs, first = decoded.runs, decoded.first
+    # Running sums wrap in int32 for long batches; differences of them are still exact
+    # (modulo 2**32) for every value that fits, which all valid runs and positions do.
+    running = np.zeros(len(runs) + 1, dtype=runs.dtype)  # running[i]: sum of runs[:i]
+    np.cumsum(runs, out=running[1:])
+    before = running[first]  # before[m]: sum of all runs before mask m
+    total = (before[1:] - before[:-1]).astype(np.int64)
     error = np.zeros(n, dtype=np.int8)  # lowest priority first: later assignments win
     error[total != h * w] = WRONG_TOTAL
-    if runs.min(initial=0) < 0:
+    if len(runs) and runs.min() < 0:
         error[_any_per_mask(decoded.mask[runs < 0], n)] = NEGATIVE_RUN
     error[decoded.too_long] = NUMBER_TOO_LONG
     error[decoded.unterminated] = UNTERMINATED
     error[decoded.bad_character] = BAD_CHARACTER
-    return MaskStats(error=error, total=total, area=area, bbox=_bbox(decoded, h, n))
+    area = np.zeros(n, dtype=np.int64)
+    bbox = np.zeros((n, 4), dtype=np.float64)
+    pairs = (first[1:] - first[:-1]) // 2  # runs of ones per mask (a trailing run of zeros has no partner)
+    with_ones = np.flatnonzero(pairs)
+    if len(with_ones):
+        starts = np.zeros(len(with_ones), dtype=np.int64)  # where each mask's runs of ones begin in ``ones``
+        np.cumsum(pairs[with_ones][:-1], out=starts[1:])
+        area[with_ones] = np.add.reduceat(runs[decoded.ones], starts, dtype=np.int64)
+        bbox[with_ones] = _bbox(decoded, running, before, h, with_ones, starts, pairs)
+    return MaskStats(error=error, total=total, area=area, bbox=bbox)
 
 
 def _any_per_mask(mask_ids: np.ndarray, n: int) -> np.ndarray:
@@ -129,65 +140,65 @@ def _decode_runs(buffer: np.ndarray, lengths: np.ndarray) -> _Runs:
         is_last[open_ends] = True
 
     last_chars = is_last.nonzero()[0]
-    first_chars = np.empty_like(last_chars)
-    first_chars[:1] = 0
-    first_chars[1:] = last_chars[:-1] + 1
-    numbers = (value[first_chars] & 0x1F).astype(np.int64)
-    groups = last_chars - first_chars + 1
-    for k in range(1, MAX_GROUPS):
-        longer = (groups > k).nonzero()[0]
-        if not len(longer):
-            break
-        numbers[longer] |= (value[first_chars[longer] + k] & 0x1F).astype(np.int64) << (5 * k)
-    negative = (value[last_chars] & 0x10).nonzero()[0]
-    numbers[negative] -= np.int64(1) << (5 * np.minimum(groups[negative], MAX_GROUPS))
+    extra = np.empty_like(last_chars)  # groups of each number beyond its last one
+    extra[:1] = last_chars[:1]
+    np.subtract(last_chars[1:], last_chars[:-1] + 1, out=extra[1:])
+    longest = int(extra.max(initial=0)) + 1
+    dtype = np.int32 if longest <= 6 else np.int64  # 6 groups: 30 bits and the sign
+    # The last group carries the number's top bits and its sign (bit 0x10): sign-extend it.
+    numbers = ((value[last_chars] & 0x1F) ^ 0x10).astype(dtype) - 16
+    if longest > 1:
+        several = extra.nonzero()[0]
+        several_extra = np.minimum(extra[several], MAX_GROUPS)
+        several_first = last_chars[several] - extra[several]
+        low = np.zeros(len(several), dtype=dtype)
+        for k in range(min(longest, MAX_GROUPS) - 1):
+            lower = (several_extra > k).nonzero()[0]
+            low[lower] |= (value[several_first[lower] + k] & 0x1F).astype(dtype) << (5 * k)
+        numbers[several] = (numbers[several] << (5 * several_extra)) | low
 
     first = np.zeros(n + 1, dtype=np.int64)
     first[1:] = last_chars.searchsorted(string_end, side="left")
-    run_mask = np.repeat(np.arange(n, dtype=np.int64), first[1:] - first[:-1])
-    if groups.max(initial=0) > MAX_GROUPS:
-        too_long = _any_per_mask(run_mask[groups > MAX_GROUPS], n)
-    mask_first = first[run_mask]
-    index = np.arange(len(numbers), dtype=np.int64) - mask_first
+    run_mask = np.repeat(np.arange(n, dtype=np.int32), first[1:] - first[:-1])
+    if longest > MAX_GROUPS:
+        too_long = _any_per_mask(run_mask[extra >= MAX_GROUPS], n)
+    mask_first = first.astype(np.int32)[run_mask] if len(numbers) < 2**31 else first[run_mask]
+    odd = (np.arange(len(numbers), dtype=mask_first.dtype) ^ mask_first) & 1  # index within the mask is odd
 
     # Undo the delta coding: count[i] += count[i - 2] for i > 2 within a mask. A
     # running sum with stride 2 over all numbers, minus its value just before the
     # chain starts (index 1 for odd, index 2 for even), restarts it per mask.
-    stride2 = np.zeros(len(numbers) + 1, dtype=np.int64)  # stride2[i + 1]: numbers[i] + [i - 2] + ...
-    stride2[1::2] = numbers[0::2].cumsum()
-    stride2[2::2] = numbers[1::2].cumsum()
-    runs = stride2[1:] - stride2[mask_first - (index & 1) + 1]  # odd: from index 1, even: from index 2
-    runs[first[:-1][first[:-1] < first[1:]]] = numbers[first[:-1][first[:-1] < first[1:]]]
-    return _Runs(runs, run_mask, index, first, bad_character, unterminated, too_long)
+    stride2 = np.zeros(len(numbers) + 1, dtype=dtype)  # stride2[i + 1]: numbers[i] + [i - 2] + ...
+    np.cumsum(numbers[0::2], dtype=dtype, out=stride2[1::2])
+    np.cumsum(numbers[1::2], dtype=dtype, out=stride2[2::2])
+    runs = stride2[1:] - stride2[mask_first - odd + 1]  # odd: from index 1, even: from index 2
+    heads = first[:-1][first[:-1] < first[1:]]
+    runs[heads] = numbers[heads]
+    return _Runs(runs, run_mask, first, odd.nonzero()[0], bad_character, unterminated, too_long)
 
 
-def _bbox(decoded: _Runs, h: np.ndarray, n: int) -> np.ndarray:
-    """pycocotools ``rleToBbox``: x from the foreground pixels; full height if a run spans columns."""
-    bbox = np.zeros((n, 4), dtype=np.float64)
-    paired = (decoded.first[1:] - decoded.first[:-1]) // 2 * 2  # a trailing run of zeros does not count
-    keep = (decoded.index < paired[decoded.mask]).nonzero()[0]
-    if not len(keep):
-        return bbox
-    running = decoded.runs.cumsum()
-    end = running - (running - decoded.runs)[decoded.first[:-1]][decoded.mask]  # position after each run
-    # Even index: first pixel of the following run of ones; odd index: last pixel of that run.
-    pixel = end[keep] - (decoded.index[keep] & 1)
-    mask_of = decoded.mask[keep]
-    height = np.maximum(h[mask_of], 1)
-    x = pixel // height
-    y = pixel - x * height
-    with_runs = (paired > 0).nonzero()[0]
-    starts = np.zeros(len(with_runs), dtype=np.int64)
-    starts[1:] = paired[with_runs][:-1].cumsum()
-    x_min = np.minimum.reduceat(x, starts)
-    x_max = np.maximum.reduceat(x, starts)
-    y_min = np.minimum.reduceat(y, starts)
-    y_max = np.maximum.reduceat(y, starts)
-    spans = _any_per_mask(mask_of[0::2][x[1::2] > x[0::2]], n)[with_runs]
+def _bbox(decoded: _Runs, running: np.ndarray, before: np.ndarray, h: np.ndarray, with_ones: np.ndarray,
+          starts: np.ndarray, pairs: np.ndarray) -> np.ndarray:
+    """pycocotools ``rleToBbox`` of the masks ``with_ones``: x and y from the first and last
+    pixel of every run of ones; the full height as soon as one run spans two columns."""
+    ones = decoded.ones
+    mask_of = decoded.mask[ones]
+    base = before[:-1][mask_of]
+    start = running[ones] - base  # first pixel of each run of ones
+    last = running[ones + 1] - base - 1  # its last pixel (the one before it when the run is empty)
+    height: np.ndarray | int = int(h[0]) if h.min() == h.max() else h[mask_of]
+    x0 = start // height
+    x1 = last // height
+    y0 = start - x0 * height
+    y1 = last - x1 * height
+    spans = np.logical_or.reduceat(x1 > x0, starts)
+    if (last < start).any():  # empty runs of ones: pycocotools counts the pixel before them
+        x0, x1, y0, y1 = np.minimum(x0, x1), np.maximum(x0, x1), np.minimum(y0, y1), np.maximum(y0, y1)
+    ends = starts + pairs[with_ones] - 1
+    # Positions only grow within a valid mask: x from its first and last run of ones.
+    x_min, x_max = x0[starts], x1[ends]
+    y_min = np.minimum.reduceat(y0, starts)
+    y_max = np.maximum.reduceat(y1, starts)
     y_min[spans] = 0
-    y_max[spans] = h[with_runs][spans] - 1
-    bbox[with_runs, 0] = x_min
-    bbox[with_runs, 1] = y_min
-    bbox[with_runs, 2] = x_max - x_min + 1
-    bbox[with_runs, 3] = y_max - y_min + 1
-    return bbox
+    y_max[spans] = h[with_ones][spans] - 1
+    return np.stack([x_min, y_min, x_max - x_min + 1, y_max - y_min + 1], axis=1)

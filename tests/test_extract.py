@@ -53,7 +53,7 @@ def add_downloaded(paths: RootPaths, source: Path, name: str | None = None, **ov
     check = check_part(paths.tar(name))
     receipt = {"size": check.size, "md5": check.md5, "sha256": check.sha256, "compressed": check.compressed,
                "members": check.members, "images": check.images, "annotations": check.annotations,
-               "url": "https://cdn.invalid/…", "complete": True}
+               "url": "https://cdn.invalid/redacted", "complete": True}
     state.write_receipt(paths, "download", name, {**receipt, **overrides})
     return name
 
@@ -64,7 +64,7 @@ def files_under(directory: Path) -> list[Path]:
 
 def visible_files(root: Path) -> list[Path]:
     """Every file a user sees (everything outside tars/ and .sa1b/)."""
-    return [p for p in files_under(root) if not p.relative_to(root).parts[0] in ("tars", ".sa1b")]
+    return [p for p in files_under(root) if p.relative_to(root).parts[0] not in ("tars", ".sa1b")]
 
 
 def assert_no_leftovers(paths: RootPaths) -> None:
@@ -103,7 +103,7 @@ def plain_parts(tmp_path_factory: pytest.TempPathFactory) -> list[PartInfo]:
 
 @pytest.fixture(scope="module")
 def large_part(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A ~60 MB gzip part (real JPEGs and annotations, the JPEGs reused) that takes a noticeable time to extract."""
+    """A ~60 MB gzip part that takes a noticeable time to extract (real JPEGs, reused; stored blocks: quick to write)."""
     directory = tmp_path_factory.mktemp("large")
     jpegs = [make_jpeg(i, width=640, height=480, noise=60, jpeg_quality=95) for i in range(8)]
     path = directory / "sa_000009.tar"
@@ -311,6 +311,16 @@ def test_unsafe_names_are_refused(paths: RootPaths, tmp_path: Path, members: lis
     assert_no_leftovers(paths)
 
 
+@pytest.mark.parametrize("fmt", [tarfile.GNU_FORMAT, tarfile.PAX_FORMAT], ids=["gnu-longname", "pax-path"])
+def test_long_names_are_read_from_extended_headers(paths: RootPaths, tmp_path: Path, fmt: int) -> None:
+    long_name = "sa_" + "7" * 200 + ".json"
+    source = crafted_tar(tmp_path / "sa_000003.tar", [("./sa_1.jpg", b"one"), (f"./{long_name}", b"{}")], fmt=fmt)
+    name = add_downloaded(paths, source)
+    assert extract.extract_parts(paths, [name], "flat").parts[0].status == extract.EXTRACTED
+    assert (paths.root / "extracted" / long_name).read_bytes() == b"{}"
+    assert_extracted(paths, "flat", name, source)
+
+
 def test_folders_inside_a_part_are_kept_in_the_parts_layout(paths: RootPaths, tmp_path: Path) -> None:
     source = crafted_tar(tmp_path / "sa_000003.tar", [("./sa_1.jpg", b"one"), ("./sub/deeper/sa_2.json", b"{}")])
     name = add_downloaded(paths, source)
@@ -413,9 +423,8 @@ def _env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
 
 
-def test_sigkill_mid_extraction_then_rerun_finishes(paths: RootPaths, small_parts: list[PartInfo], large_part: Path) -> None:
-    small = add_downloaded(paths, small_parts[0].path)
-    large = add_downloaded(paths, large_part)
+def _signal_while_unpacking(paths: RootPaths, signum: int) -> int:
+    """Start ``sa1b extract``, send ``signum`` once the large part is half unpacked; its exit code."""
     process = subprocess.Popen(_extract_command(paths.root, "--json"), env=_env(),
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 60
@@ -425,9 +434,16 @@ def test_sigkill_mid_extraction_then_rerun_finishes(paths: RootPaths, small_part
             break
         time.sleep(0.002)
     else:
+        process.kill()
         pytest.fail("the large part never started extracting")
-    process.send_signal(signal.SIGKILL)
-    process.wait()
+    process.send_signal(signum)
+    return process.wait(timeout=60)
+
+
+def test_sigkill_mid_extraction_then_rerun_finishes(paths: RootPaths, small_parts: list[PartInfo], large_part: Path) -> None:
+    small = add_downloaded(paths, small_parts[0].path)
+    large = add_downloaded(paths, large_part)
+    assert _signal_while_unpacking(paths, signal.SIGKILL) == -signal.SIGKILL
     assert state.read_receipt(paths, "extract", large) is None
     assert not (paths.root / "extracted" / "sa_000009").exists()  # nothing half-extracted is visible
 
@@ -439,6 +455,16 @@ def test_sigkill_mid_extraction_then_rerun_finishes(paths: RootPaths, small_part
     assert summary["extracted"] + summary["already"] == 2
     assert_extracted(paths, "parts", small, small_parts[0].path)
     assert_extracted(paths, "parts", large, large_part)
+    assert_no_leftovers(paths)
+    assert not list(paths.locks.glob("*.lock"))
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_interrupt_stops_cleanly(paths: RootPaths, large_part: Path, signum: int) -> None:
+    large = add_downloaded(paths, large_part)
+    assert _signal_while_unpacking(paths, signum) == ExitStatus.INTERRUPTED
+    assert state.read_receipt(paths, "extract", large) is None
+    assert visible_files(paths.root) == []
     assert_no_leftovers(paths)
     assert not list(paths.locks.glob("*.lock"))
 
@@ -491,6 +517,28 @@ def test_kill_at_each_step_then_rerun_completes(paths: RootPaths, small_parts: l
     assert_no_leftovers(paths)
     for path in visible_files(paths.root):
         assert path.stat().st_nlink == 1  # no temporary hard links left behind
+
+
+def test_collision_found_when_resuming_removes_what_the_crashed_run_linked(
+        paths: RootPaths, small_parts: list[PartInfo]) -> None:
+    name = add_downloaded(paths, small_parts[0].path)
+    crashed = subprocess.run([sys.executable, "-c", _KILL_AT, "link", "3",  # the first link records the layout
+                              *_extract_command(paths.root, "--layout", "split")[3:]],
+                             env=_env(), capture_output=True, timeout=60)
+    assert crashed.returncode == -signal.SIGKILL
+    (manifest,) = paths.tmp.glob("extract-sa_000000-*/manifest.tsv")
+    order = [line.split("\t")[0] for line in manifest.read_text().splitlines()[1:]]
+    where = extract.part_file_locations(paths, "split", name)
+    assert [where.path_of(n).exists() for n in order[:3]] == [True, True, False]
+    intruder = where.path_of(order[5])
+    intruder.write_bytes(b"placed by someone else")
+
+    code, records, _ = run_cli("extract", "-d", str(paths.root), "--json")
+
+    assert code == ExitStatus.PARTS_FAILED
+    assert f"{intruder} already exists" in records[-1]["failed_parts"][0]["reason"]
+    assert visible_files(paths.root) == [intruder] and intruder.read_bytes() == b"placed by someone else"
+    assert_no_leftovers(paths)
 
 
 # ----------------------------------------------------------------- locks and the CLI

@@ -1,0 +1,127 @@
+"""`sa1b demo`: generate, serve on loopback, download -> extract -> verify, then say what to run for real."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from sa1b_cli.demo import META_DOWNLOAD_PAGE, DemoDirectory, DemoResult, prepare_directory
+from sa1b_cli.errors import ExitStatus, UsageError
+from sa1b_cli.links import parse_links
+from sa1b_cli.paths import RootPaths
+from sa1b_cli.verify import verify_dataset
+
+REPO = Path(__file__).resolve().parents[1]
+PARTS, PAIRS = 2, 10
+
+
+def run_sa1b(*args: str | Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.run([sys.executable, "-m", "sa1b_cli", *map(str, args)], capture_output=True, text=True,
+                          env=env, timeout=timeout)
+
+
+def summary_of(result: subprocess.CompletedProcess[str]) -> dict:
+    record = json.loads(result.stdout.strip().splitlines()[-1])
+    assert record["type"] == "summary" and record["command"] == "demo"
+    return record
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess[str]]:
+    """One real demo run shared by the tests that only look at what it left."""
+    directory = tmp_path_factory.mktemp("demo") / "sa1b-demo"
+    return directory, run_sa1b("demo", "-d", directory, "--parts", PARTS, "--pairs", PAIRS)
+
+
+def test_demo_runs_green_and_says_what_to_run_on_real_data(demo_run: tuple[Path, subprocess.CompletedProcess[str]]) -> None:
+    directory, result = demo_run
+    assert result.returncode == 0, result.stderr + result.stdout
+    out = result.stdout
+    assert f"download: {PARTS}/{PARTS} parts complete, 0 failed" in out
+    assert f"extract: {PARTS} parts extracted" in out
+    assert f"verify: {PARTS * PAIRS} images and {PARTS * PAIRS} annotation files" in out and "all sound" in out
+    assert META_DOWNLOAD_PAGE in out
+    assert "sa1b download segment_anything_links.txt -d /data/sa1b" in out and "--extract" in out
+    assert "sa1b verify -d /data/sa1b" in out and "sa1b status -d /data/sa1b" in out
+    assert str(directory) in out
+    # the real download path ran: aria2c fetched over loopback and the checks wrote progress lines
+    assert "checking 2 link(s) for sizes (HEAD)" in result.stderr
+    assert "sa_000001.tar: complete and checked" in result.stderr
+
+
+def test_demo_leaves_a_meta_style_links_file_and_a_dataset_that_verifies(demo_run: tuple[Path, subprocess.CompletedProcess[str]]) -> None:
+    directory, result = demo_run
+    assert result.returncode == 0, result.stderr
+    demo = DemoDirectory(directory)
+    links = parse_links(demo.links)
+    assert [e.name for e in links.parts] == ["sa_000000.tar", "sa_000001.tar"]
+    assert [e.name for e in links.extras] == ["sa_images_ids.txt"]
+    for entry in links.entries:
+        assert entry.url.startswith("http://127.0.0.1:") and "oh=00_" in entry.url and entry.expires_at is not None
+    extracted = sorted(p.name for p in (demo.dataset / "extracted").rglob("sa_*.*") if p.is_file())
+    ids = range(1, PARTS * PAIRS + 1)
+    assert extracted == sorted([f"sa_{i}.jpg" for i in ids] + [f"sa_{i}.json" for i in ids])
+    report = verify_dataset(RootPaths(demo.dataset), expected=PARTS * PAIRS, deep=True, tars=True, jobs=1, force=True)
+    assert report.exit_status == ExitStatus.OK, report.summary()
+    assert report.images == report.annotations == PARTS * PAIRS
+    assert report.summary()["masks_checked"] > 0
+
+
+def test_demo_again_on_its_directory_fetches_nothing(demo_run: tuple[Path, subprocess.CompletedProcess[str]]) -> None:
+    directory, first = demo_run
+    assert first.returncode == 0, first.stderr
+    again = run_sa1b("demo", "-d", directory, "--parts", PARTS, "--pairs", PAIRS, "--json")
+    assert again.returncode == 0, again.stderr
+    summary = summary_of(again)
+    assert summary["stages"] == {"download": 0, "extract": 0, "verify": 0} and summary["exit_code"] == 0
+    assert summary["stage_summaries"]["download"]["bytes_fetched"] == 0
+    assert summary["stage_summaries"]["extract"]["already"] == PARTS
+    assert any(META_DOWNLOAD_PAGE in line for line in summary["next_steps"])
+
+
+def test_demo_exit_code_is_the_worst_stage(demo_run: tuple[Path, subprocess.CompletedProcess[str]], tmp_path: Path) -> None:
+    """A damaged extracted file (same size, so extract still counts the part as done) fails verify: exit 6."""
+    directory, first = demo_run
+    assert first.returncode == 0, first.stderr
+    copy = tmp_path / "copy"
+    subprocess.run(["cp", "-a", str(directory), str(copy)], check=True)
+    annotation = copy / "dataset" / "extracted" / "sa_000000" / "sa_3.json"
+    data = bytearray(annotation.read_bytes())
+    data[0:1] = b"["  # no longer a JSON object
+    annotation.write_bytes(bytes(data))
+    result = run_sa1b("demo", "-d", copy, "--parts", PARTS, "--pairs", PAIRS, "--json")
+    summary = summary_of(result)
+    assert summary["stages"]["download"] == 0 and summary["stages"]["extract"] == 0
+    assert summary["stages"]["verify"] == ExitStatus.CORRUPT
+    assert result.returncode == summary["exit_code"] == ExitStatus.CORRUPT
+
+
+def test_worst_stage_is_the_highest_exit_code() -> None:
+    result = DemoResult(DemoDirectory(Path("/nonexistent")), 1, 1)
+    assert result.exit_status == ExitStatus.OK
+    result.stages = {"download": ExitStatus.PARTS_FAILED, "extract": ExitStatus.OK, "verify": ExitStatus.INCOMPLETE}
+    assert result.exit_status == ExitStatus.INCOMPLETE
+
+
+def test_demo_refuses_a_directory_it_did_not_make(tmp_path: Path) -> None:
+    keep = tmp_path / "important.txt"
+    keep.write_text("do not touch\n")
+    result = run_sa1b("demo", "-d", tmp_path, "--parts", 1, "--pairs", 1)
+    assert result.returncode == ExitStatus.USAGE
+    assert "not empty and not a demo directory" in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["important.txt"] and keep.read_text() == "do not touch\n"
+
+
+def test_demo_refuses_an_earlier_demo_of_another_size(demo_run: tuple[Path, subprocess.CompletedProcess[str]]) -> None:
+    directory, _ = demo_run
+    marker = (directory / "sa1b-demo.json").read_text()
+    with pytest.raises(UsageError, match=f"holds a demo of {PARTS} parts x {PAIRS} pairs") as caught:
+        prepare_directory(directory, PARTS + 1, PAIRS)
+    assert caught.value.exit_status == ExitStatus.USAGE
+    assert (directory / "sa1b-demo.json").read_text() == marker

@@ -1,0 +1,72 @@
+"""`sa1b status --json` while a throttled download runs: numbers move, nothing breaks, the end is seen."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from sa1b_cli.testing.cdn import FakeCDN, Faults
+from sa1b_cli.testing.generator import make_parts
+
+REPO = Path(__file__).resolve().parents[1]
+N_PARTS = 3
+DOWNLOAD_SECONDS = 6.0  # throttled: long enough for several status calls, short enough for the suite
+
+
+def sa1b(*args: str | Path) -> list[str]:
+    return [sys.executable, "-m", "sa1b_cli", *map(str, args)]
+
+
+def status_json(root: Path) -> dict:
+    result = subprocess.run(sa1b("status", "-d", root, "--json"), capture_output=True, text=True,
+                            env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=60)
+    assert result.returncode == 0, result.stderr
+    record = json.loads(result.stdout.strip().splitlines()[-1])
+    assert record["type"] == "status"
+    return record
+
+
+def test_status_follows_a_running_download(tmp_path: Path) -> None:
+    parts = make_parts(tmp_path / "parts", N_PARTS, 20, width=320, height=240, masks_per_image=5, seed=5)
+    total = sum(p.size for p in parts)
+    root = tmp_path / "root"
+    with FakeCDN(tmp_path / "parts") as cdn:
+        cdn.set_faults(None, Faults(rate_limit_bytes_per_s=max(p.size for p in parts) / DOWNLOAD_SECONDS))
+        links = cdn.write_links(tmp_path / "segment_anything_links.txt")
+        download = subprocess.Popen(sa1b("download", links, "-d", root, "--json"), stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+        samples: list[dict] = []
+        try:
+            while download.poll() is None:
+                if root.is_dir():
+                    samples.append(status_json(root))
+                else:
+                    time.sleep(0.1)
+            stdout, stderr = download.communicate(timeout=60)
+        finally:
+            if download.poll() is None:
+                download.kill()
+                download.wait()
+    assert download.returncode == 0, stderr
+
+    running = [s for s in samples if any(not r["stale"] for r in s["runs"])]
+    assert len(running) >= 2, f"only {len(running)} status calls saw the download running"
+    for sample in running:
+        live = [r for r in sample["runs"] if not r["stale"]]
+        assert len(live) == 1 and live[0]["command"] == "download" and live[0]["pid"] == download.pid
+        assert 0 <= sample["fetched_bytes"] <= total
+        assert set(sample["counts"]) >= {"downloading", "downloaded", "pending"}
+    moving = sorted({s["fetched_bytes"] for s in running if 0 < s["fetched_bytes"] < total})
+    assert len(moving) >= 2, f"completed bytes never moved between calls: {[s['fetched_bytes'] for s in running]}"
+    assert any(s["counts"]["downloading"] > 0 for s in running)
+    assert any(p["state"] == "downloading" and 0 < (p["percent"] or 0) < 100 for s in running for p in s["parts"])
+
+    final = status_json(root)
+    assert final["counts"]["downloaded"] == N_PARTS and final["part_count"] == N_PARTS
+    assert final["downloaded_bytes"] == final["fetched_bytes"] == total and final["partial_bytes"] == 0
+    assert not [r for r in final["runs"] if not r["stale"]] and final["rate_bytes_per_s"] is None
+    assert all(p["percent"] == 100.0 for p in final["parts"])
