@@ -4,7 +4,10 @@
 GPFS, some NFS mounts), so a lock here is a file created with O_EXCL that names its
 holder (host, pid, a random token). The holder refreshes the file's mtime while it
 works; a lock whose mtime is older than ``stale_after`` seconds, or whose holder is
-a dead process on this host, is stale and is broken. Breaking renames the file
+a dead process on this host (same boot and pid namespace, so containers sharing a
+host name never judge each other), is stale and is broken. Ages are measured on the
+file system's clock (a probe file touched now), so hosts with skewed clocks do not
+take each other's live locks for stale ones. Breaking renames the file
 aside first (only one breaker can win the rename) and checks that what it renamed
 is the stale lock it read, so a fresh lock is never stolen.
 """
@@ -28,13 +31,45 @@ DEFAULT_STALE_AFTER = 120.0
 DEFAULT_REFRESH_EVERY = 15.0
 
 
+def _process_namespace() -> str:
+    """This machine's boot and pid namespace: a pid means the same process only within both."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        boot = "?"
+    try:
+        pid_ns = os.stat("/proc/self/ns/pid").st_ino
+    except OSError:
+        pid_ns = 0
+    return f"{boot}:{pid_ns}"
+
+
+NAMESPACE = _process_namespace()
+
+
+def _fs_now(directory: Path) -> float:
+    """The current time as the file system (an NFS server, say) stamps files."""
+    probe = directory / f".clock-{socket.gethostname()}-{os.getpid()}-{threading.get_ident()}"
+    try:
+        probe.touch()
+        return probe.stat().st_mtime
+    except OSError:
+        return time.time()
+    finally:
+        try:
+            probe.unlink()
+        except OSError:
+            pass
+
+
 @dataclass(frozen=True)
 class LockHolder:
     host: str
     pid: int
     token: str
     started: float
-    age: float  # seconds since the last refresh
+    age: float  # seconds since the last refresh, on the file system's clock
+    namespace: str = ""
 
     def describe(self) -> str:
         return f"{self.host} pid {self.pid} (refreshed {self.age:.0f}s ago)"
@@ -50,7 +85,7 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def read_holder(path: Path) -> LockHolder | None:
+def read_holder(path: Path, now: float | None = None) -> LockHolder | None:
     """Who holds the lock at ``path``; None if unlocked (or unreadable mid-creation)."""
     try:
         stat = path.stat()
@@ -68,14 +103,16 @@ def read_holder(path: Path) -> LockHolder | None:
         pid=int(data.get("pid", -1)),
         token=str(data.get("token", "")),
         started=float(data.get("started", stat.st_mtime)),
-        age=max(0.0, time.time() - stat.st_mtime),
+        age=max(0.0, (time.time() if now is None else now) - stat.st_mtime),
+        namespace=str(data.get("namespace", "")),
     )
 
 
 def is_stale(holder: LockHolder, stale_after: float) -> bool:
     if holder.age > stale_after:
         return True
-    return holder.host == socket.gethostname() and holder.pid > 0 and holder.pid != os.getpid() and not _pid_alive(holder.pid)
+    same_processes = holder.host == socket.gethostname() and holder.namespace in ("", NAMESPACE)
+    return same_processes and holder.pid > 0 and holder.pid != os.getpid() and not _pid_alive(holder.pid)
 
 
 class PartLock:
@@ -94,7 +131,7 @@ class PartLock:
             if self._create():
                 self.held = True
                 return None
-            holder = read_holder(self.path)
+            holder = read_holder(self.path, _fs_now(self.path.parent))
             if holder is None:
                 continue  # released meanwhile: try again
             if not holder.token and holder.age < 5:
@@ -117,7 +154,10 @@ class PartLock:
         except FileExistsError:
             return False
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump({"host": socket.gethostname(), "pid": os.getpid(), "token": self.token, "started": time.time()}, handle)
+            json.dump(
+                {"host": socket.gethostname(), "pid": os.getpid(), "namespace": NAMESPACE, "token": self.token, "started": time.time()},
+                handle,
+            )
             handle.flush()
             os.fsync(handle.fileno())
         return True
