@@ -27,6 +27,8 @@ from sa1b_cli.paths import STAGES, RootPaths
 
 EXPECTED_PAIRS = 11_185_362
 STALE_RUN_SECONDS = 120.0
+# Run-file part states that mean "this run is working on it" (downloading, hashing, unpacking).
+LIVE_PART_STATES = ("active", "waiting", "checking", "extracting")
 MAX_INFO_HASH_LENGTH = 1024
 MAX_CONTROL_FILE_BYTES = 64 << 20
 
@@ -161,7 +163,7 @@ def _run_info(tag: str, data: dict[str, Any], now: float) -> RunInfo:
     active: list[ActivePart] = []
     raw_active = data.get("active_parts")
     for item in raw_active if isinstance(raw_active, list) else []:
-        if isinstance(item, dict) and isinstance(item.get("name"), str) and item.get("status", "active") == "active":
+        if isinstance(item, dict) and isinstance(item.get("name"), str) and item.get("status", "active") in LIVE_PART_STATES:
             active.append(ActivePart(item["name"], _as_int(item.get("completed")), _as_int(item.get("total")), _as_float(item.get("speed"))))
     return RunInfo(
         tag=tag, host=host, pid=pid, command=data.get("command") if isinstance(data.get("command"), str) else None,
