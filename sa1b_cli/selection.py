@@ -132,8 +132,13 @@ def select(links: LinksFile, parts_spec: str | None = None, shard: Shard | None 
 
 
 def select_names(names: list[str], parts_spec: str | None, shard: Shard | None) -> list[str]:
-    """Like ``select`` for commands without a links file (extract, verify): works on known part names."""
-    stand_in = LinksFile(path="(parts on disk)", entries=[LinkEntry(n, "http://localhost/", 0) for n in names])
+    """Like ``select`` for commands without a links file (extract, verify).
+
+    Parts named in ``parts_spec`` are selected even when ROOT has nothing of them yet,
+    so the command can report them as not downloaded (or missing) instead of refusing.
+    """
+    known = set(names) | (set(_part_names_in_spec(parts_spec)) if parts_spec else set())
+    stand_in = LinksFile(path="(parts on disk)", entries=[LinkEntry(n, "http://localhost/", 0) for n in sorted(known)])
     if parts_spec:
         chosen = [e.name for e in parse_parts_spec(parts_spec, stand_in)]
     else:
@@ -141,3 +146,19 @@ def select_names(names: list[str], parts_spec: str | None, shard: Shard | None) 
     if shard is not None:
         chosen = [n for pos, n in enumerate(chosen) if shard_of(n, pos, shard)]
     return chosen
+
+
+def _part_names_in_spec(spec: str) -> list[str]:
+    """The part file names that numbers, ranges and part names in ``spec`` stand for."""
+    found: list[str] = []
+    for raw in spec.split(","):
+        item = raw.strip()
+        range_match = _RANGE.match(item)
+        if range_match:
+            low, high = int(range_match.group(1)), int(range_match.group(2))
+            found.extend(f"sa_{i:06d}.tar" for i in range(low, min(high, low + 1_000_000) + 1))
+        elif item.isdigit():
+            found.append(f"sa_{int(item):06d}.tar")
+        elif PART_NAME.match(item) or PART_NAME.match(item + ".tar"):
+            found.append(item if item.endswith(".tar") else item + ".tar")
+    return found
