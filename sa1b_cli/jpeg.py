@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
 
 SOI = b"\xff\xd8"
 EOI = b"\xff\xd9"
@@ -30,6 +29,8 @@ class JpegError(ValueError):
 
 @dataclass(frozen=True)
 class JpegInfo:
+    """What a structurally whole JPEG declares."""
+
     width: int
     height: int
     size: int  # bytes on disk
@@ -37,50 +38,39 @@ class JpegInfo:
 
 def check_jpeg(path: Path | str) -> JpegInfo:
     """Size and dimensions of a whole JPEG; raises JpegError (or OSError) otherwise."""
-    with open(path, "rb", buffering=0) as handle:
-        size = os.fstat(handle.fileno()).st_size
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        size = os.fstat(fd).st_size
         if size < 4:
             raise JpegError(f"only {size} bytes: too short for a JPEG")
-        reader = _SegmentReader(handle, size)
-        if reader.read(0, 2) != SOI:
+        head = os.read(fd, HEAD_BYTES)
+        if head[:2] != SOI:
             raise JpegError("does not start with the JPEG start-of-image marker (FFD8)")
-        handle.seek(size - 2)
-        if handle.read(2) != EOI:
+        if (head if size <= len(head) else os.pread(fd, 2, size - 2))[-2:] != EOI:
             raise JpegError("does not end with the JPEG end-of-image marker (FFD9): truncated or padded")
-        width, height = _frame_size(reader, size)
+        width, height = _frame_size(head, fd, size)
         return JpegInfo(width=width, height=height, size=size)
+    finally:
+        os.close(fd)
 
 
-class _SegmentReader:
-    """Random access to the head of a file through one buffer (re-read only when a header is long)."""
+def _frame_size(head: bytes, fd: int, size: int) -> tuple[int, int]:
+    """Walk the marker segments from after SOI to the first SOS; return the SOFn width and height.
 
-    def __init__(self, handle: BinaryIO, size: int) -> None:
-        self.handle = handle
-        self.size = size
-        self.start = 0
-        self.buffer = handle.read(HEAD_BYTES)
-
-    def read(self, offset: int, length: int) -> bytes:
-        end = offset + length
-        if offset < self.start or end > self.start + len(self.buffer):
-            self.handle.seek(offset)
-            self.start = offset
-            self.buffer = self.handle.read(max(HEAD_BYTES, length))
-        data = self.buffer[offset - self.start:end - self.start]
-        if len(data) < length:
-            raise JpegError(f"header runs past the end of the file at byte {offset}")
-        return data
-
-
-def _frame_size(reader: _SegmentReader, size: int) -> tuple[int, int]:
-    """Walk the marker segments from after SOI to the first SOS; return the SOFn width and height."""
+    Works on ``head`` (the file's first bytes); reads further only for headers longer than that.
+    """
+    buffer, base = head, 0  # buffer holds the file's bytes from offset ``base``
     offset = 2
     frame: tuple[int, int] | None = None
     while offset < size - 2:
-        head = reader.read(offset, 2)
-        if head[0] != 0xFF:
-            raise JpegError(f"expected a marker at byte {offset}, found 0x{head[0]:02X}")
-        marker = head[1]
+        if offset + 9 > base + len(buffer):  # a marker, its length and a frame header's first fields
+            buffer, base = os.pread(fd, HEAD_BYTES, offset), offset
+            if len(buffer) < 4:
+                raise JpegError(f"header runs past the end of the file at byte {offset}")
+        at = offset - base
+        if buffer[at] != 0xFF:
+            raise JpegError(f"expected a marker at byte {offset}, found 0x{buffer[at]:02X}")
+        marker = buffer[at + 1]
         if marker == 0xFF:  # fill byte before a marker
             offset += 1
             continue
@@ -89,13 +79,14 @@ def _frame_size(reader: _SegmentReader, size: int) -> tuple[int, int]:
             continue
         if marker in (0xD8, 0xD9):
             raise JpegError(f"unexpected {'start' if marker == 0xD8 else 'end'}-of-image marker at byte {offset}")
-        length = int.from_bytes(reader.read(offset + 2, 2), "big")
+        length = (buffer[at + 2] << 8) | buffer[at + 3]
         if length < 2:
             raise JpegError(f"segment FF{marker:02X} at byte {offset} has an impossible length {length}")
         if marker in FRAME_MARKERS:
-            body = reader.read(offset + 4, 5)
-            height = int.from_bytes(body[1:3], "big")
-            width = int.from_bytes(body[3:5], "big")
+            if length < 7 or len(buffer) < at + 9:
+                raise JpegError(f"frame header at byte {offset} is cut short")
+            height = (buffer[at + 5] << 8) | buffer[at + 6]
+            width = (buffer[at + 7] << 8) | buffer[at + 8]
             if width == 0 or height == 0:
                 raise JpegError(f"frame header at byte {offset} declares an empty image {width}x{height}")
             frame = (width, height)

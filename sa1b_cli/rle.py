@@ -2,9 +2,10 @@
 
 An SA-1B image holds about 100 masks whose ``counts`` strings run to hundreds of
 characters each. Decoding them one character at a time in Python, or with a
-handful of numpy calls per mask, caps a deep verify at a few hundred images a
-second. Here every mask of an image is decoded in one vectorised pass over the
-concatenated strings, so the cost is a fixed number of numpy calls per image.
+handful of numpy calls per mask, caps a deep verify at a few images a second.
+Here the masks of one or more images are decoded in one vectorised pass over
+their concatenated strings: a fixed number of numpy calls per batch, in int32
+where the values allow (half the memory traffic of int64).
 
 The string format (pycocotools ``rleToString`` / ``rleFrString``): each count is
 written as little-endian 5-bit groups plus 48; bit 0x20 of a character says "more
@@ -58,19 +59,22 @@ class _Runs:
     """Decoded run lengths of several masks, laid end to end."""
 
     runs: np.ndarray  # every run of every mask (int32, or int64 when a number is too long for it)
-    mask: np.ndarray  # the mask each run belongs to
     first: np.ndarray  # (n + 1,) index of each mask's first run; first[-1] == len(runs)
     ones: np.ndarray  # indices of the runs of ones (odd index within their mask)
     bad_character: np.ndarray  # per mask
     unterminated: np.ndarray  # per mask
     too_long: np.ndarray  # per mask
 
+    def mask_of(self, run_indices: np.ndarray) -> np.ndarray:
+        """The mask of each given run (for the rare error paths; the common ones use ``np.repeat``)."""
+        return self.first.searchsorted(run_indices, side="right") - 1
+
 
 def counts_from_string(counts: str | bytes) -> np.ndarray:
     """The run lengths of one compressed string (exactly what pycocotools decodes)."""
     data = counts.encode("ascii") if isinstance(counts, str) else counts
     buffer = np.frombuffer(data, dtype=np.uint8)
-    return _decode_runs(buffer, np.array([len(buffer)], dtype=np.int64)).runs.astype(np.int64)
+    return _decode_runs(buffer, np.array([len(buffer)], dtype=np.int64), wide=True).runs
 
 
 def mask_stats(counts: Sequence[str], heights: Sequence[int] | np.ndarray,
@@ -90,7 +94,7 @@ def mask_stats_from_buffer(buffer: np.ndarray, lengths: np.ndarray, heights: Seq
     n = len(lengths)
     h = np.asarray(heights, dtype=np.int64).reshape(n)
     w = np.asarray(widths, dtype=np.int64).reshape(n)
-    decoded = _decode_runs(buffer, lengths)
+    decoded = _decode_runs(buffer, lengths, wide=bool(n) and int((h * w).max()) >= 2**31)
     runs, first = decoded.runs, decoded.first
     # Running sums wrap in int32 for long batches; differences of them are still exact
     # (modulo 2**32) for every value that fits, which all valid runs and positions do.
@@ -101,19 +105,29 @@ def mask_stats_from_buffer(buffer: np.ndarray, lengths: np.ndarray, heights: Seq
     error = np.zeros(n, dtype=np.int8)  # lowest priority first: later assignments win
     error[total != h * w] = WRONG_TOTAL
     if len(runs) and runs.min() < 0:
-        error[_any_per_mask(decoded.mask[runs < 0], n)] = NEGATIVE_RUN
+        error[_any_per_mask(decoded.mask_of(np.flatnonzero(runs < 0)), n)] = NEGATIVE_RUN
     error[decoded.too_long] = NUMBER_TOO_LONG
     error[decoded.unterminated] = UNTERMINATED
     error[decoded.bad_character] = BAD_CHARACTER
+
+    # Each run of ones: its first pixel (where the zeros before it end) and one past its last.
+    per_mask = (first[1:] - first[:-1]) // 2  # runs of ones (a trailing run of zeros has no partner)
+    base = np.repeat(before[:-1], per_mask)
+    start = running[decoded.ones] - base  # gathers: much faster than a boolean mask alternating every run
+    end = running[decoded.ones + 1] - base
+    size = end - start
+    if len(size) and size.min() <= 0:  # empty (or, in invalid masks, negative) runs of ones: skipped
+        nonempty = size > 0
+        per_mask = np.bincount(decoded.mask_of(decoded.ones[nonempty]), minlength=n)
+        start, end, size = start[nonempty], end[nonempty], size[nonempty]
     area = np.zeros(n, dtype=np.int64)
     bbox = np.zeros((n, 4), dtype=np.float64)
-    pairs = (first[1:] - first[:-1]) // 2  # runs of ones per mask (a trailing run of zeros has no partner)
-    with_ones = np.flatnonzero(pairs)
+    with_ones = np.flatnonzero(per_mask)
     if len(with_ones):
-        starts = np.zeros(len(with_ones), dtype=np.int64)  # where each mask's runs of ones begin in ``ones``
-        np.cumsum(pairs[with_ones][:-1], out=starts[1:])
-        area[with_ones] = np.add.reduceat(runs[decoded.ones], starts, dtype=np.int64)
-        bbox[with_ones] = _bbox(decoded, running, before, h, with_ones, starts, pairs)
+        starts = np.zeros(len(with_ones), dtype=np.int64)  # where each mask's runs of ones begin
+        np.cumsum(per_mask[with_ones][:-1], out=starts[1:])
+        area[with_ones] = np.add.reduceat(size, starts, dtype=np.int64)
+        bbox[with_ones] = _bbox(start, end - 1, h[with_ones], per_mask[with_ones], starts)
     return MaskStats(error=error, total=total, area=area, bbox=bbox)
 
 
@@ -121,7 +135,13 @@ def _any_per_mask(mask_ids: np.ndarray, n: int) -> np.ndarray:
     return np.bincount(mask_ids, minlength=n)[:n] > 0
 
 
-def _decode_runs(buffer: np.ndarray, lengths: np.ndarray) -> _Runs:
+def _decode_runs(buffer: np.ndarray, lengths: np.ndarray, wide: bool = False) -> _Runs:
+    """Run lengths in int32 (half the memory traffic of int64), or int64 when ``wide``
+    (an image of 2**31 pixels or more) or when a number needs more than 6 groups.
+
+    Per-mask values reach the runs through ``np.repeat`` (a sequential write), never
+    by indexing with a per-run mask number (a gather, about ten times slower).
+    """
     n = len(lengths)
     string_end = lengths.cumsum()  # one past each string's last character
     value = np.asarray(buffer, dtype=np.uint8) - np.uint8(48)  # bytes below '0' wrap to > 63
@@ -138,32 +158,33 @@ def _decode_runs(buffer: np.ndarray, lengths: np.ndarray) -> _Runs:
     if len(open_ends):
         unterminated = _any_per_mask(string_end.searchsorted(open_ends, side="right"), n)
         is_last[open_ends] = True
-
     last_chars = is_last.nonzero()[0]
-    extra = np.empty_like(last_chars)  # groups of each number beyond its last one
-    extra[:1] = last_chars[:1]
-    np.subtract(last_chars[1:], last_chars[:-1] + 1, out=extra[1:])
-    longest = int(extra.max(initial=0)) + 1
-    dtype = np.int32 if longest <= 6 else np.int64  # 6 groups: 30 bits and the sign
-    # The last group carries the number's top bits and its sign (bit 0x10): sign-extend it.
-    numbers = ((value[last_chars] & 0x1F) ^ 0x10).astype(dtype) - 16
-    if longest > 1:
-        several = extra.nonzero()[0]
-        several_extra = np.minimum(extra[several], MAX_GROUPS)
-        several_first = last_chars[several] - extra[several]
-        low = np.zeros(len(several), dtype=dtype)
-        for k in range(min(longest, MAX_GROUPS) - 1):
-            lower = (several_extra > k).nonzero()[0]
-            low[lower] |= (value[several_first[lower] + k] & 0x1F).astype(dtype) << (5 * k)
-        numbers[several] = (numbers[several] << (5 * several_extra)) | low
-
     first = np.zeros(n + 1, dtype=np.int64)
     first[1:] = last_chars.searchsorted(string_end, side="left")
-    run_mask = np.repeat(np.arange(n, dtype=np.int32), first[1:] - first[:-1])
-    if longest > MAX_GROUPS:
-        too_long = _any_per_mask(run_mask[extra >= MAX_GROUPS], n)
-    mask_first = first.astype(np.int32)[run_mask] if len(numbers) < 2**31 else first[run_mask]
-    odd = (np.arange(len(numbers), dtype=mask_first.dtype) ^ mask_first) & 1  # index within the mask is odd
+
+    # Numbers of several groups are rare: find them from their leading characters.
+    leading = (~is_last).nonzero()[0]
+    several = leading
+    longest = 1
+    if len(leading):
+        owner = last_chars.searchsorted(leading)  # the number each leading character belongs to (sorted)
+        first_leading = np.flatnonzero(np.diff(owner, prepend=-1))
+        several = owner[first_leading]
+        groups = last_chars[several] - leading[first_leading] + 1
+        longest = int(groups.max())
+        if longest > MAX_GROUPS:
+            too_long = _any_per_mask(first.searchsorted(several[groups > MAX_GROUPS], side="right") - 1, n)
+    dtype = np.int32 if longest <= 6 and not wide else np.int64  # 6 groups: 30 bits and the sign
+    # The last group carries the number's top bits and its sign (bit 0x10): sign-extend its
+    # 5 bits in one byte (shift them to the top, read as int8, shift back arithmetically).
+    numbers = ((value[last_chars] << np.uint8(3)).view(np.int8) >> np.int8(3)).astype(dtype)
+    if len(several):
+        below = np.minimum(groups, MAX_GROUPS) - 1  # groups below the last one
+        low = np.zeros(len(several), dtype=dtype)
+        for k in range(int(below.max())):
+            has = (below > k).nonzero()[0]
+            low[has] |= (value[leading[first_leading[has]] + k] & 0x1F).astype(dtype) << (5 * k)
+        numbers[several] = (numbers[several] << (5 * below)) | low
 
     # Undo the delta coding: count[i] += count[i - 2] for i > 2 within a mask. A
     # running sum with stride 2 over all numbers, minus its value just before the
@@ -171,34 +192,28 @@ def _decode_runs(buffer: np.ndarray, lengths: np.ndarray) -> _Runs:
     stride2 = np.zeros(len(numbers) + 1, dtype=dtype)  # stride2[i + 1]: numbers[i] + [i - 2] + ...
     np.cumsum(numbers[0::2], dtype=dtype, out=stride2[1::2])
     np.cumsum(numbers[1::2], dtype=dtype, out=stride2[2::2])
-    runs = stride2[1:] - stride2[mask_first - odd + 1]  # odd: from index 1, even: from index 2
-    heads = first[:-1][first[:-1] < first[1:]]
+    per_mask = first[1:] - first[:-1]
+    odd = np.zeros(len(numbers), dtype=bool)  # the run's index within its mask is odd
+    odd[1::2] = True
+    odd ^= np.repeat((first[:-1] & 1).astype(bool), per_mask)
+    chain_start = np.where(odd, np.repeat(stride2[first[:-1]], per_mask), np.repeat(stride2[first[:-1] + 1], per_mask))
+    runs = stride2[1:] - chain_start
+    heads = first[:-1][per_mask > 0]
     runs[heads] = numbers[heads]
-    return _Runs(runs, run_mask, first, odd.nonzero()[0], bad_character, unterminated, too_long)
+    return _Runs(runs, first, odd.nonzero()[0], bad_character, unterminated, too_long)
 
 
-def _bbox(decoded: _Runs, running: np.ndarray, before: np.ndarray, h: np.ndarray, with_ones: np.ndarray,
-          starts: np.ndarray, pairs: np.ndarray) -> np.ndarray:
-    """pycocotools ``rleToBbox`` of the masks ``with_ones``: x and y from the first and last
-    pixel of every run of ones; the full height as soon as one run spans two columns."""
-    ones = decoded.ones
-    mask_of = decoded.mask[ones]
-    base = before[:-1][mask_of]
-    start = running[ones] - base  # first pixel of each run of ones
-    last = running[ones + 1] - base - 1  # its last pixel (the one before it when the run is empty)
-    height: np.ndarray | int = int(h[0]) if h.min() == h.max() else h[mask_of]
+def _bbox(start: np.ndarray, last: np.ndarray, h: np.ndarray, per_mask: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    """pycocotools ``rleToBbox`` (2.0.7+) from the first and last pixel of every non-empty run
+    of ones, grouped per mask at ``starts``: x from the first and the last run; y from all, or
+    the full height once one run spans two columns."""
+    height: np.ndarray | int = int(h[0]) if h.min() == h.max() else np.repeat(h, per_mask)
     x0 = start // height
     x1 = last // height
-    y0 = start - x0 * height
-    y1 = last - x1 * height
     spans = np.logical_or.reduceat(x1 > x0, starts)
-    if (last < start).any():  # empty runs of ones: pycocotools counts the pixel before them
-        x0, x1, y0, y1 = np.minimum(x0, x1), np.maximum(x0, x1), np.minimum(y0, y1), np.maximum(y0, y1)
-    ends = starts + pairs[with_ones] - 1
-    # Positions only grow within a valid mask: x from its first and last run of ones.
-    x_min, x_max = x0[starts], x1[ends]
-    y_min = np.minimum.reduceat(y0, starts)
-    y_max = np.maximum.reduceat(y1, starts)
+    x_min, x_max = x0[starts], x1[starts + per_mask - 1]  # positions only grow within a valid mask
+    y_min = np.minimum.reduceat(start - x0 * height, starts)
+    y_max = np.maximum.reduceat(last - x1 * height, starts)
     y_min[spans] = 0
-    y_max[spans] = h[with_ones][spans] - 1
+    y_max[spans] = h[spans] - 1
     return np.stack([x_min, y_min, x_max - x_min + 1, y_max - y_min + 1], axis=1)
