@@ -32,11 +32,15 @@ from typing import Any
 
 from sa1b_cli import download as download_core
 from sa1b_cli import extract as extract_core
+from sa1b_cli.console import human_bytes
 from sa1b_cli.errors import ExitStatus, UsageError
 from sa1b_cli.events import Reporter
 from sa1b_cli.links import parse_links
 from sa1b_cli.paths import RootPaths
 from sa1b_cli.selection import select
+from sa1b_cli.testing.cdn import FakeCDN, Faults
+from sa1b_cli.testing.generator import make_parts, part_name, write_image_ids
+from sa1b_cli.verify import verify_dataset
 
 MARKER_NAME = "sa1b-demo.json"
 LINKS_NAME = "segment_anything_links.txt"
@@ -108,7 +112,7 @@ class DemoResult:
 def prepare_directory(directory: Path | None, parts: int, pairs: int) -> DemoDirectory:
     """A new temporary directory, or ``directory`` if it is new, empty, or an earlier demo of the same size.
 
-    Anything else is refused untouched: the demo never writes into a directory it did not make.
+    Anything else is refused untouched: the demo never writes among files that are not its own.
     """
     if directory is None:
         demo = DemoDirectory(Path(tempfile.mkdtemp(prefix="sa1b-demo-")))
@@ -132,7 +136,9 @@ def _check_earlier_demo(demo: DemoDirectory, parts: int, pairs: int) -> None:
             f"{demo.root}: not empty and not a demo directory (no {MARKER_NAME}); give a new or empty directory"
         ) from None
     except ValueError:
-        raise UsageError(f"{demo.marker}: not a demo record; give a new or empty directory") from None
+        earlier = None
+    if not isinstance(earlier, dict):
+        raise UsageError(f"{demo.marker}: not a demo record; give a new or empty directory")
     if earlier != {"parts": parts, "pairs_per_part": pairs}:
         raise UsageError(
             f"{demo.root} holds a demo of {earlier.get('parts')} parts x {earlier.get('pairs_per_part')} pairs; "
@@ -142,9 +148,8 @@ def _check_earlier_demo(demo: DemoDirectory, parts: int, pairs: int) -> None:
 
 def generate_parts(demo: DemoDirectory, parts: int, pairs: int, reporter: Reporter) -> list[int]:
     """Write the parts (deterministic: an earlier demo's files are reused) and the image id list; returns their sizes."""
-    from sa1b_cli.testing.generator import make_parts, part_name, write_image_ids
-
     names = [part_name(i) for i in range(parts)]
+    # The id list is written last: if it is there, an earlier run wrote every part completely.
     if all((demo.cdn / n).is_file() for n in names) and (demo.cdn / IMAGE_IDS_NAME).is_file():
         reporter.event("demo_generate", f"reusing the {parts} generated parts in {demo.cdn}")
         return [(demo.cdn / n).stat().st_size for n in names]
@@ -165,9 +170,6 @@ def run_demo(directory: Path | None, parts: int, pairs: int, reporter: Reporter,
     Stage failures are recorded in the result (every stage runs); errors that stop
     a command (aria2c missing, disk full, interrupted) propagate as they would there.
     """
-    from sa1b_cli.testing.cdn import FakeCDN, Faults
-    from sa1b_cli.verify import verify_dataset
-
     started = time.monotonic()
     demo = prepare_directory(directory, parts, pairs)
     result = DemoResult(demo, parts, pairs)
@@ -187,9 +189,7 @@ def run_demo(directory: Path | None, parts: int, pairs: int, reporter: Reporter,
         )
         result.stages["download"] = _download(demo, paths, jobs, reporter, result)
     result.stages["extract"] = _extract(paths, jobs, reporter, result)
-    report = verify_dataset(paths, expected=parts * pairs, deep=True, tars=True, reporter=reporter)
-    result.summaries["verify"] = report.summary()
-    result.stages["verify"] = report.exit_status
+    result.stages["verify"] = _verify(paths, parts * pairs, reporter, result)
     result.seconds = time.monotonic() - started
     return result
 
@@ -215,10 +215,15 @@ def _extract(paths: RootPaths, jobs: int, reporter: Reporter, result: DemoResult
     return outcome.exit_status
 
 
+def _verify(paths: RootPaths, pairs: int, reporter: Reporter, result: DemoResult) -> ExitStatus:
+    """What ``sa1b verify -d ROOT --deep --tars`` does: every file, every mask, every tar against its receipt."""
+    report = verify_dataset(paths, expected=pairs, deep=True, tars=True, reporter=reporter)
+    result.summaries["verify"] = report.summary()
+    return report.exit_status
+
+
 def stage_lines(result: DemoResult) -> list[str]:
     """One line per stage, for people."""
-    from sa1b_cli.console import human_bytes
-
     lines = []
     download = result.summaries.get("download")
     if download is not None:

@@ -1,4 +1,5 @@
-"""Many hosts over one shared ROOT: sharded and unsharded `sa1b download --extract` runs at the same time.
+"""Many hosts over one shared ROOT: sharded and unsharded `sa1b download --extract` runs at the same time,
+and the Slurm array script.
 
 Each process stands for a host: its own aria2c, its own run file, per-part locks in
 the shared ROOT. Together they must fetch every part exactly once, never collide on
@@ -11,18 +12,20 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from sa1b_cli.errors import ExitStatus
+from sa1b_cli.locking import PartLock
 from sa1b_cli.paths import RootPaths
 from sa1b_cli.testing.cdn import FakeCDN, Faults, RequestRecord
 from sa1b_cli.testing.generator import PartInfo, make_parts
-from sa1b_cli.verify import verify_dataset
 
 REPO = Path(__file__).resolve().parents[1]
+SLURM_SCRIPT = REPO / "scripts" / "sa1b-slurm.sh"
 N_PARTS, PAIRS, SHARDS = 10, 6, 4
 PART_SECONDS = 2.0  # each transfer is throttled to take about this long, so the runs overlap
 
@@ -91,15 +94,20 @@ def assert_clean_shared_root(root: Path, parts: list[PartInfo]) -> None:
 
 
 def assert_any_host_sees_everything(root: Path) -> None:
-    status = subprocess.run(sa1b_command("status", "-d", root, "--json"), capture_output=True, text=True, env=sa1b_env(), timeout=60)
+    """`status` and `verify`, run afterwards as another host would, see every host's work."""
+    status, verify = run_concurrently([
+        sa1b_command("status", "-d", root, "--json"),
+        sa1b_command("verify", "-d", root, "--expected", N_PARTS * PAIRS, "--deep", "--tars", "--json", "--jobs", "1"),
+    ])
     assert status.returncode == 0, status.stderr
     report = json.loads(status.stdout.strip().splitlines()[-1])
     assert report["counts"]["extracted"] == N_PARTS and report["part_count"] == N_PARTS
     assert report["images_extracted"] == report["annotations_extracted"] == N_PARTS * PAIRS
     assert report["partial_bytes"] == 0 and not [r for r in report["runs"] if not r["stale"]]
-    verified = verify_dataset(RootPaths(root), expected=N_PARTS * PAIRS, deep=True, jobs=1)
-    assert verified.exit_status == ExitStatus.OK, verified.summary()
-    assert verified.images == verified.annotations == N_PARTS * PAIRS
+    assert verify.returncode == ExitStatus.OK, verify.stdout[-3000:] + verify.stderr
+    summary = json_summary(verify)
+    assert summary["parts"] == N_PARTS and summary["statuses"] == {"ok": N_PARTS}
+    assert summary["images"] == summary["annotations"] == summary["pairs_checked"] == N_PARTS * PAIRS
 
 
 def test_four_shards_at_once_share_one_root_without_collisions(parts: list[PartInfo], cdn: FakeCDN, tmp_path: Path) -> None:
@@ -150,3 +158,40 @@ def test_two_unsharded_runs_at_once_split_the_work_part_by_part(parts: list[Part
     assert_each_part_fetched_once(cdn, parts)
     assert_clean_shared_root(root, parts)
     assert_any_host_sees_everything(root)
+
+
+def test_slurm_array_script_shards_retries_a_locked_part_and_verifies(parts: list[PartInfo], cdn: FakeCDN, tmp_path: Path) -> None:
+    """scripts/sa1b-slurm.sh as two array tasks; task 1 meets a part locked by another run, retries, finishes."""
+    cdn.clear_faults()
+    links = cdn.write_links(tmp_path / "segment_anything_links.txt")
+    root = tmp_path / "shared_root"
+    shim = tmp_path / "bin" / "sa1b"
+    shim.parent.mkdir()
+    shim.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m sa1b_cli "$@"\n')
+    shim.chmod(0o755)
+    other_run = PartLock(RootPaths(root).lock("sa_000001.tar"))
+    assert other_run.try_acquire() is None
+    env = {**sa1b_env(), "SA1B_BIN": str(shim), "SA1B_RETRY_WAIT": "1", "SA1B_ROUNDS": "5", "SA1B_PARTS": f"0-{N_PARTS - 1}",
+           "SLURM_ARRAY_TASK_MIN": "0", "SLURM_ARRAY_TASK_COUNT": "2"}
+    logs = [tmp_path / f"task{k}.log" for k in (0, 1)]
+    tasks = [subprocess.Popen(["bash", str(SLURM_SCRIPT), str(links), str(root)], stdout=subprocess.DEVNULL,
+                              stderr=log.open("w"), env={**env, "SLURM_ARRAY_TASK_ID": str(k)})
+             for k, log in enumerate(logs)]
+    try:
+        deadline = time.monotonic() + 60
+        while "ended with exit 4" not in logs[1].read_text():
+            assert tasks[1].poll() is None and time.monotonic() < deadline, logs[1].read_text()
+            time.sleep(0.1)
+        other_run.release()
+        codes = [task.wait(timeout=90) for task in tasks]
+    finally:
+        other_run.release()
+        for task in tasks:
+            if task.poll() is None:
+                task.kill()
+                task.wait()
+    assert codes == [0, 0], [log.read_text()[-2000:] for log in logs]
+    assert "round 1/5 ended with exit 4" in logs[1].read_text()
+    assert "shard verified with exit 0" in logs[0].read_text() and "shard verified with exit 0" in logs[1].read_text()
+    assert_each_part_fetched_once(cdn, parts)
+    assert_clean_shared_root(root, parts)

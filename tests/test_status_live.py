@@ -14,7 +14,7 @@ from sa1b_cli.testing.generator import make_parts
 
 REPO = Path(__file__).resolve().parents[1]
 N_PARTS = 3
-DOWNLOAD_SECONDS = 6.0  # throttled: long enough for several status calls, short enough for the suite
+DOWNLOAD_SECONDS = 5.0  # throttled: long enough for several status calls, short enough for the suite
 
 
 def sa1b(*args: str | Path) -> list[str]:
