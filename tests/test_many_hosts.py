@@ -101,7 +101,9 @@ def assert_any_host_sees_everything(root: Path) -> None:
     ])
     assert status.returncode == 0, status.stderr
     report = json.loads(status.stdout.strip().splitlines()[-1])
-    assert report["counts"]["extracted"] == N_PARTS and report["part_count"] == N_PARTS
+    # verify runs at the same time: a part it has finished already shows as "verified"
+    counts = report["counts"]
+    assert counts.get("extracted", 0) + counts.get("verified", 0) == N_PARTS and report["part_count"] == N_PARTS
     assert report["images_extracted"] == report["annotations_extracted"] == N_PARTS * PAIRS
     assert report["partial_bytes"] == 0 and not [r for r in report["runs"] if not r["stale"]]
     assert verify.returncode == ExitStatus.OK, verify.stdout[-3000:] + verify.stderr
