@@ -9,8 +9,10 @@ written; only a receipt marks a part complete.
 
 from __future__ import annotations
 
+import errno
 import os
 import random
+import re
 import shutil
 import threading
 import time
@@ -26,7 +28,7 @@ import requests
 
 from sa1b_cli import state
 from sa1b_cli.aria2_daemon import Aria2Daemon, DaemonSettings
-from sa1b_cli.errors import Aria2Error, DiskSpaceError, ExitStatus, Interrupted
+from sa1b_cli.errors import Aria2Error, DiskSpaceError, ExitStatus, Interrupted, UsageError
 from sa1b_cli.events import PartTransfer, Reporter, TransferSnapshot
 from sa1b_cli.integrity import ArchiveError, PartCheck, check_part, hash_file
 from sa1b_cli.links import PART_NAME, LinkEntry, LinksFile, parse_links, redact_text, redact_url
@@ -38,6 +40,10 @@ STATUS_KEYS = ["gid", "status", "totalLength", "completedLength", "downloadSpeed
 MAX_DAEMON_RESTARTS = 3
 MAX_BACKOFF_SECONDS = 300.0
 RUN_FILE_EVERY = 2.0
+_ARIA2_SIZE = re.compile(r"^(\d+)([KkMm]?)$")
+MIN_SPLIT_RANGE = (1 << 20, 1 << 30)  # what aria2c accepts for --min-split-size
+# aria2 control file: version, extension, info hash length, piece length, total length, upload length, bitfield length.
+CONTROL_HEADER_BYTES = 2 + 4 + 4 + 4 + 8 + 8 + 4
 
 
 @dataclass
@@ -60,6 +66,21 @@ class DownloadOptions:
     poll_interval: float = 0.5
     lock_stale_after: float = 120.0
     watch_links: bool = True
+
+    def __post_init__(self) -> None:
+        # aria2c refuses these at start-up with an exit code only: check them here, before anything runs.
+        aria2_size(self.max_speed, "--max-speed")
+        low, high = MIN_SPLIT_RANGE
+        if not low <= aria2_size(self.min_split_size, "--min-split-size") <= high:
+            raise UsageError(f"--min-split-size {self.min_split_size}: must be between 1M and 1024M")
+
+
+def aria2_size(value: str, option: str) -> int:
+    """Bytes in an aria2c size such as ``50M``: a whole number with an optional K or M suffix."""
+    match = _ARIA2_SIZE.match(value.strip())
+    if not match:
+        raise UsageError(f"{option} {value!r}: use a whole number of bytes with an optional K or M suffix, e.g. 50M")
+    return int(match.group(1)) * {"": 1, "k": 1 << 10, "m": 1 << 20}[match.group(2).lower()]
 
 
 @dataclass
@@ -175,6 +196,7 @@ def plan_download(
     entries: list[LinkEntry], links: LinksFile, paths: RootPaths, options: DownloadOptions, reporter: Reporter
 ) -> DownloadPlan:
     """Decide per part: already complete, expired, or to fetch (with its size from a HEAD request)."""
+    _check_root_writable(paths)
     now = time.time()
     parts: list[PartPlan] = []
     to_probe: list[LinkEntry] = []
@@ -225,6 +247,16 @@ def plan_download(
         need_bytes=need,
         unknown_sizes=unknown,
     )
+
+
+def _check_root_writable(paths: RootPaths) -> None:
+    """Refuse a ROOT we cannot write (read-only mount, a file in the way) before any request is made."""
+    try:
+        paths.root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"{paths.root}: cannot create the dataset ROOT here ({exc.strerror or exc})") from None
+    if not paths.root.is_dir() or not os.access(paths.root, os.W_OK | os.X_OK):
+        raise UsageError(f"{paths.root}: cannot write to the dataset ROOT (read-only or not permitted); choose another -d")
 
 
 def _extracted(paths: RootPaths, name: str) -> bool:
@@ -300,12 +332,15 @@ class DownloadRun:
         self.speed_samples: deque[tuple[float, int]] = deque(maxlen=120)
         self.fetched_base = 0
         for p in plan.parts:
-            if p.action == "complete":
+            if p.action == "complete" and self._extract_pending(p.name):
+                self.queue.append(p.name)
+            elif p.action == "complete":
                 self.result.outcomes[p.name] = PartOutcome(p.name, "already", size=p.size)
-            elif p.action in ("expired", "missing"):
-                status = "expired" if p.action == "expired" else "failed"
-                self.result.outcomes[p.name] = PartOutcome(p.name, status, p.reason)
+            elif p.action == "expired":  # the plan line already says so, once for all of them
+                self.result.outcomes[p.name] = PartOutcome(p.name, "expired", p.reason)
                 state.write_failure(paths, "download", p.name, p.reason)
+            elif p.action == "missing":
+                self._record(PartOutcome(p.name, "failed", p.reason))
 
     # The loop -------------------------------------------------------------------------------
     def run(self) -> DownloadResult:
@@ -350,6 +385,10 @@ class DownloadRun:
                     self.paths.run_file().unlink()
                 except FileNotFoundError:
                     pass
+                try:
+                    settings.state_dir.rmdir()  # one per run: cron would pile them up
+                except OSError:
+                    pass
         self.result.elapsed = time.monotonic() - self.started
         if self.result.interrupted:
             raise Interrupted("interrupted; state saved, run the same command again to resume")
@@ -377,19 +416,28 @@ class DownloadRun:
                 self._record(PartOutcome(name, "failed", "not attempted: the disk is full"))
                 continue
             lock = PartLock(self.paths.lock(name), stale_after=self.options.lock_stale_after)
-            holder = lock.try_acquire()
+            try:
+                holder = lock.try_acquire()
+            except OSError as exc:
+                self.disk_full = self.disk_full or exc.errno == errno.ENOSPC
+                self._record(PartOutcome(name, "failed", f"cannot create its lock file: {exc.strerror or exc}"))
+                continue
             if holder is not None:
                 self._record(PartOutcome(name, "locked", f"locked by {holder.describe()}"))
                 continue
             self.keeper.add(name, lock)
-            if is_complete(self.paths, name):  # another host finished it meanwhile
+            complete = is_complete(self.paths, name)
+            if complete and self._extract_pending(name):  # downloaded by an earlier run, not extracted yet
+                active = _Active(entry=self.entries[name], lock=lock, expected_size=self.sizes.get(name), status="extracting")
+                self.active[name] = active
+                self.checks[name] = self.pool.submit(self._extract_only, name)
+            elif complete:  # another host finished it meanwhile
                 self.keeper.release(name)
                 self._record(PartOutcome(name, "already", size=self.sizes.get(name)))
-                continue
-            entry = self.entries[name]
-            active = _Active(entry=entry, lock=lock, expected_size=self.sizes.get(name))
-            self.active[name] = active
-            self._start(name, active)
+            else:
+                active = _Active(entry=self.entries[name], lock=lock, expected_size=self.sizes.get(name))
+                self.active[name] = active
+                self._start(name, active)
 
     def _start(self, name: str, active: _Active) -> None:
         """Add a part to aria2 after making its file state safe to resume."""
@@ -401,6 +449,12 @@ class DownloadRun:
             return
         tar, control = self.paths.tar(name), self.paths.control_file(name)
         options: dict[str, str] = {"out": name}
+        if control.exists() and not _control_file_usable(control):
+            # A full disk leaves an empty control file next to a file of allocated, unwritten bytes:
+            # aria2 aborts on it every time (error 1) and the bytes cannot be trusted. Start over.
+            self.reporter.event("restart", f"{name}: aria2's progress file is damaged (was the disk full?); downloading this part again", level="warning")
+            tar.unlink(missing_ok=True)
+            control.unlink()
         if tar.exists() and not control.exists():
             size = tar.stat().st_size
             if active.expected_size is not None and size < active.expected_size and active.resume_mode == "default":
@@ -422,13 +476,15 @@ class DownloadRun:
             tar.unlink(missing_ok=True)
             control.unlink(missing_ok=True)
             options.update({"split": "1"})
+        fresh = not tar.exists()
         try:
             active.gid = self.daemon.api_client.add_uri([entry.url], options)
         except (requests.RequestException, aria2p.ClientException) as exc:
             self._daemon_trouble(exc)
             return
         active.status = "active"
-        active.start_completed = -1  # set from aria2's first report: the bytes it resumed from
+        # A fresh part starts from zero; a resumed one from what aria2 first reports (the bytes it resumed from).
+        active.start_completed = 0 if fresh else -1
 
     # Polling --------------------------------------------------------------------------------
     def _poll(self) -> None:
@@ -573,6 +629,17 @@ class DownloadRun:
                 outcome.reason = "downloaded, but extraction failed (see above)"
         return outcome
 
+    def _extract_pending(self, name: str) -> bool:
+        """With --extract: a part downloaded earlier whose extraction never finished (failed, killed, no space)."""
+        return bool(self.options.extract_layout) and PART_NAME.match(name) is not None and not _extracted(self.paths, name)
+
+    def _extract_only(self, name: str) -> PartOutcome:
+        """Runs in a worker thread: extract a part that an earlier run downloaded."""
+        outcome = PartOutcome(name, "already", size=self.sizes.get(name), extracted=self._extract(name))
+        if not outcome.extracted:
+            outcome.reason = "downloaded, but extraction failed (see above)"
+        return outcome
+
     def _extract(self, name: str) -> bool:
         from sa1b_cli.extract import extract_part
 
@@ -617,12 +684,18 @@ class DownloadRun:
     def _record(self, outcome: PartOutcome) -> None:
         self.result.outcomes[outcome.name] = outcome
         if outcome.status in ("failed", "expired"):
-            state.write_failure(self.paths, "download", outcome.name, outcome.reason)
+            try:
+                state.write_failure(self.paths, "download", outcome.name, outcome.reason)
+            except OSError:
+                pass  # a full disk: the reason still goes to the console and the summary
             self.reporter.event(f"part_{outcome.status}", f"{outcome.name}: {outcome.reason}", level="error" if outcome.status == "failed" else "warning", part=outcome.name)
         elif outcome.status == "locked":
             self.reporter.event("part_locked", f"{outcome.name}: skipped, {outcome.reason}", level="warning", part=outcome.name)
         elif outcome.status == "complete":
             self.reporter.event("part_done", f"{outcome.name}: complete and checked", part=outcome.name, size=outcome.size)
+        elif outcome.status == "already" and outcome.extracted is not None:
+            done = "extracted now" if outcome.extracted else outcome.reason
+            self.reporter.event("part_already", f"{outcome.name}: already downloaded; {done}", level="info" if outcome.extracted else "error", part=outcome.name)
         elif outcome.status == "already":
             self.reporter.event("part_already", f"{outcome.name}: already complete (finished by another run)", part=outcome.name)
 
@@ -719,6 +792,15 @@ class DownloadRun:
             state.atomic_write_json(self.paths.run_file(), record)
         except OSError:
             pass  # status is a convenience; a full disk must not stop the download
+
+
+def _control_file_usable(path: Path) -> bool:
+    try:
+        with open(path, "rb") as handle:
+            header = handle.read(CONTROL_HEADER_BYTES)
+    except OSError:
+        return False
+    return len(header) == CONTROL_HEADER_BYTES and header[:2] in (b"\x00\x00", b"\x00\x01")
 
 
 def _mtime(path: Path) -> float | None:

@@ -18,7 +18,8 @@ from sa1b_cli.errors import InputFileError
 PART_NAME = re.compile(r"^sa_(\d{6})\.tar$")
 HEADER = ("file_name", "cdn_link")
 # Query parameters that carry a signature or a credential; never shown in full.
-SECRET_PARAMS = re.compile(r"^(oh|_nc_sid|_nc_ohc|sig|signature|token|key|x-amz-.*|x-goog-.*|policy|key-pair-id)$", re.I)
+_SECRET_NAMES = r"oh|_nc_sid|_nc_ohc|sig|signature|token|key|x-amz-[\w-]*|x-goog-[\w-]*|policy|key-pair-id"
+SECRET_PARAMS = re.compile(rf"^({_SECRET_NAMES})$", re.I)
 MAX_REPORTED_PROBLEMS = 20
 
 
@@ -109,7 +110,7 @@ def redact_url(url: str) -> str:
     except ValueError:  # malformed (bad IPv6 host or port): keep no query and no user info at all
         base = re.sub(r"//[^/@]*@", "//", re.split(r"[?#]", url, maxsplit=1)[0])
         return base + ("?REDACTED" if "?" in url else "")
-    if not parts.query and "@" not in parts.netloc:
+    if not parts.query and not parts.fragment and "@" not in parts.netloc:
         return url
     pieces = []
     for raw in parts.query.split("&"):
@@ -121,15 +122,21 @@ def redact_url(url: str) -> str:
     netloc = parts.hostname or ""
     if parts.port:
         netloc = f"{netloc}:{parts.port}"
-    return urlunsplit((parts.scheme, netloc, parts.path, "&".join(pieces), ""))
+    return _redact_params(urlunsplit((parts.scheme, netloc, parts.path, "&".join(pieces), "")))
 
 
 _URL_IN_TEXT = re.compile(r"https?://[^\s'\"<>]+")
+# A secret query parameter outside a recognisable URL (a URL broken by quoting or a line break).
+_SECRET_IN_TEXT = re.compile(rf"([?&;](?:{_SECRET_NAMES}))=[^&\s'\"<>]*", re.I)
 
 
 def redact_text(text: str) -> str:
     """``text`` with every URL in it redacted (for messages that come from aria2c or httpx)."""
-    return _URL_IN_TEXT.sub(lambda m: redact_url(m.group(0)), text)
+    return _redact_params(_URL_IN_TEXT.sub(lambda m: redact_url(m.group(0)), text))
+
+
+def _redact_params(text: str) -> str:
+    return _SECRET_IN_TEXT.sub(lambda m: f"{m.group(1)}=REDACTED", text)
 
 
 _SURROGATE = re.compile("[\ud800-\udfff]")  # only from in-memory text: a file is decoded strictly

@@ -153,13 +153,17 @@ class PartLock:
             fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         except FileExistsError:
             return False
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(
-                {"host": socket.gethostname(), "pid": os.getpid(), "namespace": NAMESPACE, "token": self.token, "started": time.time()},
-                handle,
-            )
-            handle.flush()
-            os.fsync(handle.fileno())
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                json.dump(
+                    {"host": socket.gethostname(), "pid": os.getpid(), "namespace": NAMESPACE, "token": self.token, "started": time.time()},
+                    handle,
+                )
+                handle.flush()
+                os.fsync(handle.fileno())
+        except BaseException:
+            os.unlink(self.path)  # an empty lock (a full disk) would block the part until it goes stale
+            raise
         return True
 
     def _break(self, stale: LockHolder) -> None:
