@@ -65,6 +65,7 @@ class DownloadOptions:
     expiry_margin: float = 60.0
     poll_interval: float = 0.5
     lock_stale_after: float = 120.0
+    lock_refresh_every: float = 15.0
     watch_links: bool = True
 
     def __post_init__(self) -> None:
@@ -359,7 +360,7 @@ class DownloadRun:
             retry_wait_seconds=2,
         )
         workers = max(1, min(self.options.jobs, os.cpu_count() or 1))
-        with LockKeeper() as keeper, ThreadPoolExecutor(workers, thread_name_prefix="sa1b-check") as pool:
+        with LockKeeper(self.options.lock_refresh_every) as keeper, ThreadPoolExecutor(workers, thread_name_prefix="sa1b-check") as pool:
             self.keeper, self.pool = keeper, pool
             daemon = Aria2Daemon(settings, self.options.aria2c)
             try:
@@ -397,6 +398,7 @@ class DownloadRun:
     def _loop(self) -> None:
         while self.queue or self.active:
             self._maybe_reload_links()
+            self._drop_lost_locks()
             self._fill()
             self._poll()
             self._collect_checks()
@@ -404,6 +406,20 @@ class DownloadRun:
             if self.queue or self.active:
                 time.sleep(self.options.poll_interval)
         self._report(force=True)
+
+    def _drop_lost_locks(self) -> None:
+        """Another run broke our lock (we stalled past its timeout): stop writing that part at once."""
+        for name in self.keeper.take_lost():
+            a = self.active.get(name)
+            if a is None or a.status not in ("active", "waiting"):
+                continue
+            if a.gid:
+                try:
+                    self.daemon.api_client.force_remove(a.gid)
+                except (requests.RequestException, aria2p.ClientException):
+                    pass
+            del self.active[name]
+            self._record(PartOutcome(name, "locked", "lock lost: this run stalled past the lock timeout and another run took the part over"))
 
     # Feeding --------------------------------------------------------------------------------
     def _downloading(self) -> int:

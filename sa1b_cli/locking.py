@@ -256,4 +256,13 @@ class LockKeeper:
                 items = list(self._locks.items())
             for key, lock in items:
                 if not lock.refresh():
-                    self.lost.append(key)
+                    with self._guard:
+                        if self._locks.get(key) is lock:
+                            del self._locks[key]
+                            self.lost.append(key)
+
+    def take_lost(self) -> list[str]:
+        """Keys whose lock was broken by another run since the last call (each reported once)."""
+        with self._guard:
+            lost, self.lost = self.lost, []
+        return lost

@@ -415,3 +415,39 @@ def test_two_runs_at_once_fetch_each_part_once(tmp_path: Path) -> None:
             assert sha256(root / "tars" / part.name) == sha256(part)
             gets = sum(r.bytes_sent for r in server.requests_for(part.name) if r.method == "GET")
             assert gets <= part.stat().st_size * 1.05, f"{part.name} fetched twice"
+
+
+def test_a_run_whose_lock_is_broken_stops_writing_that_part(tmp_path: Path) -> None:
+    """A host that stalled past the lock timeout must not keep writing a part another host now owns."""
+    import threading
+
+    from sa1b_cli.download import DownloadOptions, DownloadRun, plan_download
+    from sa1b_cli.events import RecordingReporter
+    from sa1b_cli.links import parse_links
+
+    src = tmp_path / "src"
+    random_part(src, 0, 8)
+    with FakeCDN(src) as server:
+        server.set_faults(None, Faults(rate_limit_bytes_per_s=1_000_000))
+        links = parse_links(server.write_links(tmp_path / "links.txt"))
+        paths = RootPaths(tmp_path / "root")
+        options = DownloadOptions(lock_refresh_every=0.2, poll_interval=0.1)
+        reporter = RecordingReporter()
+        plan = plan_download(links.parts, links, paths, options, reporter)
+        run = DownloadRun(plan, links, paths, options, reporter)
+        worker = threading.Thread(target=run.run)
+        worker.start()
+        wait_for(lambda: server.bytes_sent() > 1_000_000)
+        lock = paths.lock("sa_000000.tar")
+        lock.write_text(json.dumps({"host": "other-host", "pid": 1, "token": "theirs", "started": time.time()}))
+        worker.join(timeout=30)
+        assert not worker.is_alive()
+        outcome = run.result.outcomes["sa_000000.tar"]
+        assert outcome.status == "locked" and "lock lost" in outcome.reason
+        assert json.loads(lock.read_text())["token"] == "theirs"  # the other run's lock is left alone
+        assert not aria2c_running_for(paths.root)
+        part = paths.tar("sa_000000.tar")
+        before = part.stat().st_mtime_ns
+        time.sleep(1.0)
+        assert part.stat().st_mtime_ns == before, "the part kept being written by a run that no longer owns it"
+        assert not paths.receipt("download", "sa_000000.tar").exists()
