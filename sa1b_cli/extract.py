@@ -56,7 +56,7 @@ from typing import IO, Any
 
 from sa1b_cli import state
 from sa1b_cli.console import human_bytes
-from sa1b_cli.errors import ExitStatus, LayoutError, UsageError
+from sa1b_cli.errors import DiskSpaceError, ExitStatus, LayoutError, UsageError
 from sa1b_cli.events import FileProgress, NullReporter, Reporter
 from sa1b_cli.integrity import GZIP_MAGIC, open_decompressed
 from sa1b_cli.links import PART_NAME
@@ -162,19 +162,26 @@ def ensure_layout(paths: RootPaths, layout: str) -> str:
     resolve_layout(paths, layout)
     if paths.layout_file.exists():
         return layout
-    paths.state.mkdir(parents=True, exist_ok=True)
     scratch = paths.state / f".layout.{host_tag()}-{threading.get_ident()}.tmp"
-    scratch.write_text(json.dumps({"layout": layout, "created": state.utc_now_iso()}) + "\n", encoding="utf-8")
     try:
-        os.link(scratch, paths.layout_file)
-    except FileExistsError:
-        pass
-    except OSError as exc:  # a file system without hard links: fall back to O_EXCL
-        if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP):
-            raise
-        _create_exclusive(paths.layout_file, scratch.read_bytes())
+        paths.state.mkdir(parents=True, exist_ok=True)
+        scratch.write_text(json.dumps({"layout": layout, "created": state.utc_now_iso()}) + "\n", encoding="utf-8")
+        try:
+            os.link(scratch, paths.layout_file)
+        except FileExistsError:
+            pass
+        except OSError as exc:  # a file system without hard links: fall back to O_EXCL
+            if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP):
+                raise
+            _create_exclusive(paths.layout_file, scratch.read_bytes())
+    except OSError as exc:
+        error = DiskSpaceError if exc.errno == errno.ENOSPC else UsageError
+        raise error(f"{paths.layout_file}: cannot record the layout ({exc.strerror or exc})") from None
     finally:
-        scratch.unlink(missing_ok=True)
+        try:
+            scratch.unlink(missing_ok=True)
+        except OSError:
+            pass
     return resolve_layout(paths, layout)  # another host may have recorded another layout first
 
 
@@ -638,7 +645,12 @@ def extract_part(paths: RootPaths, name: str, layout: str | None = None, reporte
 
 def _with_lock(job: _Job, keeper: LockKeeper | None) -> PartExtractResult:
     lock = PartLock(job.paths.lock(job.name))
-    holder = lock.try_acquire()
+    try:
+        holder = lock.try_acquire()
+    except OSError as exc:  # a full disk or read-only ROOT: fail this part, not the run
+        reason = f"cannot create its lock file {job.paths.lock(job.name)} ({exc.strerror or exc})"
+        job.reporter.event("part_failed", f"{job.name}: {reason}", level="error", part=job.name, reason=reason)
+        return PartExtractResult(job.name, FAILED, reason)
     if holder is not None:
         message = f"locked by {holder.describe()}"
         job.reporter.event("part_skipped", f"{job.name}: skipped, {message}", level="warning",

@@ -111,10 +111,15 @@ def list_receipts(paths: RootPaths, stage: str) -> dict[str, dict[str, Any]]:
 
 
 def write_failure(paths: RootPaths, stage: str, name: str, reason: str, **extra: Any) -> None:
-    atomic_write_json(
-        paths.failure(stage, name),
-        {"part": name, "stage": stage, "reason": reason, "time": utc_now_iso(), "epoch": time.time(), **extra},
-    )
+    """Record why a part failed, for ``status``; best effort: a full or read-only disk must not
+    turn a part's failure into a crash of the run."""
+    try:
+        atomic_write_json(
+            paths.failure(stage, name),
+            {"part": name, "stage": stage, "reason": reason, "time": utc_now_iso(), "epoch": time.time(), **extra},
+        )
+    except OSError:
+        pass
 
 
 def read_failure(paths: RootPaths, stage: str, name: str) -> dict[str, Any] | None:

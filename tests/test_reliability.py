@@ -518,8 +518,6 @@ def test_disk_full_while_extracting_keeps_the_download_and_finishes_after_the_di
     assert_all_done(root, sources)
 
 
-@pytest.mark.xfail(reason="extract.py: an OSError from the layout record or the lock file on a full disk escapes "
-                          "as an internal error (exit 1); see /tmp/reliability-notes.md", strict=False)
 def test_extract_on_a_completely_full_disk_fails_the_part_clearly(small_disk: Callable[[str], None], tmp_path: Path,
                                                                   three_parts: list[Source], server: FakeCDN) -> None:
     links = server.write_links(tmp_path / "links.txt")
