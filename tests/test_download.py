@@ -246,9 +246,11 @@ def test_sigkill_then_rerun_resumes_from_the_bytes_on_disk(tmp_path: Path) -> No
         assert result.returncode == 0, result.stderr
         assert sha256(root / "tars" / "sa_000000.tar") == sha256(big)
         second_run = server.bytes_sent() - before
-        # Bytes in flight at the kill (socket buffers, the last unsaved second) are fetched again;
-        # everything aria2 had saved is kept. docs/benchmarks.md measures the share on large parts.
-        assert second_run <= size - 0.6 * before, f"second run fetched {second_run} of {size} bytes"
+        refetched = second_run - (size - before)
+        # Re-fetched: what was in flight at the kill (socket buffers, the last unsaved second) and what
+        # the server pushes into the socket for aria2's first, Range-less request before aria2 closes
+        # it (~4 MB on loopback). docs/benchmarks.md measures the share on large parts.
+        assert refetched <= 6_000_000, f"second run fetched {second_run} bytes, {refetched} of them again"
         assert not aria2c_running_for(root)
 
 
