@@ -247,6 +247,7 @@ class VerifyReport:
             "masks_checked": sum(p.masks_checked for p in self.parts),
             "missing_parts": self.missing_parts, "problems_total": self.problems_total,
             "problems": [p.to_dict() for p in self.problems.listed], "seconds": round(self.seconds, 3),
+            "rle_backend": rle.BACKEND if self.level == DEEP else None,  # which decoder checked the masks
         }
 
     def to_dict(self) -> dict[str, Any]:

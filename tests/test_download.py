@@ -238,6 +238,7 @@ def test_sigkill_then_rerun_resumes_from_the_bytes_on_disk(tmp_path: Path) -> No
         time.sleep(1.5)  # let aria2 save its control file (auto-save every second)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
+        kill_time = time.time()
         wait_for(lambda: not aria2c_running_for(root), timeout=10)
         before = server.bytes_sent()
         assert (root / "tars" / "sa_000000.tar.aria2").exists()
@@ -245,12 +246,16 @@ def test_sigkill_then_rerun_resumes_from_the_bytes_on_disk(tmp_path: Path) -> No
         result = run_sa1b("download", links, "-d", root)
         assert result.returncode == 0, result.stderr
         assert sha256(root / "tars" / "sa_000000.tar") == sha256(big)
-        second_run = server.bytes_sent() - before
-        refetched = second_run - (size - before)
-        # Re-fetched: what was in flight at the kill (socket buffers, the last unsaved second) and what
-        # the server pushes into the socket for aria2's first, Range-less request before aria2 closes
-        # it (~4 MB on loopback). docs/benchmarks.md measures the share on large parts.
-        assert refetched <= 6_000_000, f"second run fetched {second_run} bytes, {refetched} of them again"
+        second = [r for r in server.log if r.method == "GET" and r.time > kill_time]
+        ranged = sum(r.bytes_sent for r in second if r.range_header)
+        probe = sum(r.bytes_sent for r in second if not r.range_header)
+        # aria2's first request after a resume has no Range (it learns the length before it loads the
+        # control file) and is closed at once: what the server pushed into the socket buffers by then
+        # (a few MB on loopback, about a TCP window on a real link) is wasted. The ranged requests
+        # carry the rest: they may re-fetch only what was in flight at the kill (the last unsaved
+        # second). docs/benchmarks.md measures the share on large parts.
+        assert ranged - (size - before) <= 3_000_000, f"ranged requests re-fetched {ranged - (size - before)} bytes"
+        assert probe <= 8_000_000
         assert not aria2c_running_for(root)
 
 

@@ -1,6 +1,12 @@
-"""The vectorised RLE decoder against pycocotools: area, bbox, run lengths and validity."""
+"""Both RLE decoders (pycocotools fast path, numpy reference) against pycocotools and each other."""
 
 from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -8,8 +14,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pycocotools import mask as coco
 
-from sa1b_cli import rle
-from sa1b_cli.testing.generator import decode_counts, encode_counts
+from sa1b_cli import rle, verify
+from sa1b_cli.testing.generator import decode_counts, encode_counts, make_annotation
+
+DECODERS = [pytest.param(rle.mask_stats, id="mask_stats"), pytest.param(rle.numpy_mask_stats, id="numpy")]
+needs_fast_path = pytest.mark.skipif(rle.BACKEND != rle.PYCOCOTOOLS, reason="pycocotools' C functions not loadable")
+FIELDS = ("error", "total", "area", "bbox")
 
 
 def coco_string(bitmap: np.ndarray) -> str:
@@ -19,6 +29,11 @@ def coco_string(bitmap: np.ndarray) -> str:
 def coco_area_bbox(counts: str, height: int, width: int) -> tuple[int, list[float]]:
     segmentation = {"size": [height, width], "counts": counts.encode("ascii")}
     return int(coco.area(segmentation)), [float(v) for v in coco.toBbox(segmentation)]
+
+
+def assert_same(a: rle.MaskStats, b: rle.MaskStats) -> None:
+    for name in FIELDS:
+        assert np.array_equal(getattr(a, name), getattr(b, name)), (name, getattr(a, name), getattr(b, name))
 
 
 def edge_case_bitmaps() -> list[np.ndarray]:
@@ -59,12 +74,15 @@ def random_bitmaps(count: int, seed: int) -> list[np.ndarray]:
     return out
 
 
-def test_matches_pycocotools_on_edge_cases_and_random_masks() -> None:
+def batch_of(bitmaps: list[np.ndarray]) -> tuple[list[str], list[int], list[int]]:
+    return [coco_string(b) for b in bitmaps], [b.shape[0] for b in bitmaps], [b.shape[1] for b in bitmaps]
+
+
+@pytest.mark.parametrize("decode", DECODERS)
+def test_matches_pycocotools_on_edge_cases_and_random_masks(decode) -> None:
     bitmaps = edge_case_bitmaps() + random_bitmaps(1500, seed=7)
-    strings = [coco_string(b) for b in bitmaps]
-    heights = [b.shape[0] for b in bitmaps]
-    widths = [b.shape[1] for b in bitmaps]
-    stats = rle.mask_stats(strings, heights, widths)
+    strings, heights, widths = batch_of(bitmaps)
+    stats = decode(strings, heights, widths)
     assert len(stats) == len(bitmaps)
     assert (stats.error == rle.OK).all()
     assert (stats.total == np.array(heights) * np.array(widths)).all()
@@ -74,13 +92,39 @@ def test_matches_pycocotools_on_edge_cases_and_random_masks() -> None:
         assert stats.bbox[i].tolist() == bbox, (i, s, h, w)
 
 
-def test_one_mask_at_a_time_equals_the_batch() -> None:
-    bitmaps = random_bitmaps(60, seed=3)
-    strings = [coco_string(b) for b in bitmaps]
-    heights, widths = [b.shape[0] for b in bitmaps], [b.shape[1] for b in bitmaps]
-    batch = rle.mask_stats(strings, heights, widths)
-    for i in range(len(bitmaps)):
-        one = rle.mask_stats([strings[i]], [heights[i]], [widths[i]])
+@needs_fast_path
+def test_fast_path_takes_well_formed_masks_and_equals_the_numpy_decoder() -> None:
+    """Mixed image sizes in one batch (one division per size), odd and even run counts."""
+    strings, heights, widths = batch_of(edge_case_bitmaps() + random_bitmaps(600, seed=5))
+    fast = rle.fast_mask_stats(strings, heights, widths)
+    assert fast is not None
+    assert_same(fast, rle.numpy_mask_stats(strings, heights, widths))
+
+
+@needs_fast_path
+def test_sa1b_size_masks_of_two_image_shapes() -> None:
+    """Full-size masks (hundreds of runs, numbers of several groups) of a portrait and a landscape image."""
+    strings, heights, widths = [], [], []
+    for image_id, (width, height) in enumerate(((1500, 2250), (2250, 1500)), start=1):
+        doc = json.loads(make_annotation(image_id, width=width, height=height, masks_per_image=12))
+        for ann in doc["annotations"]:
+            strings.append(ann["segmentation"]["counts"])
+            heights.append(height)
+            widths.append(width)
+    fast = rle.fast_mask_stats(strings, heights, widths)
+    assert fast is not None
+    assert_same(fast, rle.numpy_mask_stats(strings, heights, widths))
+    for i, (s, h, w) in enumerate(zip(strings, heights, widths)):
+        area, bbox = coco_area_bbox(s, h, w)
+        assert fast.area[i] == area and fast.bbox[i].tolist() == bbox, i
+
+
+@pytest.mark.parametrize("decode", DECODERS)
+def test_one_mask_at_a_time_equals_the_batch(decode) -> None:
+    strings, heights, widths = batch_of(random_bitmaps(60, seed=3))
+    batch = decode(strings, heights, widths)
+    for i in range(len(strings)):
+        one = decode([strings[i]], [heights[i]], [widths[i]])
         assert one.area[0] == batch.area[i] and one.bbox[0].tolist() == batch.bbox[i].tolist()
 
 
@@ -107,6 +151,7 @@ def test_any_counts_list_matches_pycocotools(counts: list[int], height: int) -> 
     string = encode_counts(counts)
     assert rle.counts_from_string(string).tolist() == decode_counts(string) == counts
     stats = rle.mask_stats([string], [height], [width])
+    assert_same(stats, rle.numpy_mask_stats([string], [height], [width]))
     area, bbox = coco_area_bbox(string, height, width)
     assert stats.error[0] == rle.OK
     assert stats.area[0] == area
@@ -116,52 +161,154 @@ def test_any_counts_list_matches_pycocotools(counts: list[int], height: int) -> 
         assert stats.bbox[0].tolist() == [0, 0, 0, 0]
 
 
-def test_big_numbers_use_wide_integers() -> None:
+# Characters of the alphabet, mostly, and a few that are not (NUL, '!', '~', DEL).
+STRING_CHARACTERS = st.one_of(st.characters(min_codepoint=48, max_codepoint=111),
+                              st.sampled_from(["\x00", "!", "~", "\x7f"]))
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    masks=st.lists(st.tuples(st.text(STRING_CHARACTERS, max_size=12), st.integers(0, 6), st.integers(0, 6)),
+                   min_size=1, max_size=6),
+    valid=st.lists(st.lists(st.integers(1, 5), min_size=1, max_size=6), max_size=3),
+)
+def test_any_strings_give_the_numpy_results_and_never_crash(masks: list[tuple[str, int, int]],
+                                                            valid: list[list[int]]) -> None:
+    """Garbage (unterminated numbers, NUL, bad sizes) next to valid masks: the fast path declines
+    or agrees, field for field, with the general decoder."""
+    strings = [s for s, _, _ in masks] + [encode_counts(runs) for runs in valid]
+    heights = [h for _, h, _ in masks] + [1] * len(valid)
+    widths = [w for _, _, w in masks] + [sum(runs) for runs in valid]
+    assert_same(rle.mask_stats(strings, heights, widths), rle.numpy_mask_stats(strings, heights, widths))
+
+
+@pytest.mark.parametrize("decode", DECODERS)
+def test_big_numbers_use_wide_integers(decode) -> None:
     """Runs beyond 2**30 need 7 groups; images beyond 2**31 pixels need 64-bit sums."""
     height, width = 65_000, 65_000  # 4.2e9 pixels
     counts = [1_000, height * width - 2_000, 1_000]
     string = encode_counts(counts)
-    stats = rle.mask_stats([string, encode_counts([5, 7, 3])], [height, 3], [width, 5])
+    stats = decode([string, encode_counts([5, 7, 3])], [height, 3], [width, 5])
     assert stats.error.tolist() == [rle.OK, rle.OK]
     assert stats.total.tolist() == [height * width, 15]
     assert stats.area.tolist() == [height * width - 2_000, 7]
     assert stats.bbox[1].tolist() == [1.0, 0.0, 3.0, 3.0]  # pixels 5..11 of 3-high columns: columns 1-3
 
 
+@pytest.mark.parametrize("decode", DECODERS)
 @pytest.mark.parametrize(
     ("string", "size", "error"),
     [
         ("6:1!1", (4, 4), rle.BAD_CHARACTER),  # '!' is below '0'
         ("6:1~1", (4, 4), rle.BAD_CHARACTER),  # '~' is above 'o'
+        ("6:\x001", (4, 4), rle.BAD_CHARACTER),  # NUL would end the string for C
         ("6:1P", (4, 4), rle.UNTERMINATED),  # 'P' has the "more groups" bit and nothing follows
         ("PPPPPPP0", (4, 4), rle.NUMBER_TOO_LONG),  # 8 groups
         ("1O`0", (4, 4), rle.NEGATIVE_RUN),  # runs 1, -1, 16: "O" is -1 (sign bit 0x10, no "more" bit)
         ("6:1", (5, 5), rle.WRONG_TOTAL),  # 6 + 10 + 1 = 17, not 25
+        (encode_counts([10, 10]), (4, 4), rle.WRONG_TOTAL),  # 20, more than 16
         ("", (2, 2), rle.WRONG_TOTAL),  # no runs at all for 4 pixels
     ],
 )
-def test_invalid_strings_are_flagged(string: str, size: tuple[int, int], error: int) -> None:
+def test_invalid_strings_are_flagged(decode, string: str, size: tuple[int, int], error: int) -> None:
     good = coco_string(np.eye(4))
-    stats = rle.mask_stats([good, string, good], [4, size[0], 4], [4, size[1], 4])
+    stats = decode([good, string, good], [4, size[0], 4], [4, size[1], 4])
     assert stats.error.tolist() == [rle.OK, error, rle.OK]  # neighbours are unaffected
     assert stats.area[0] == stats.area[2] == 4
+
+
+@needs_fast_path
+@pytest.mark.parametrize(
+    ("string", "size"),
+    [
+        ("`PPPPP0", (4, 4)),  # 16 zeros written in 7 groups: valid, but beyond what the C decoder takes
+        (encode_counts([2, 0, 3, 4, 7]), (4, 4)),  # an empty run of ones inside the mask
+        ("6:1P", (4, 4)),  # unterminated: rleFrString would read past the string's end
+        ("6:\x001", (4, 4)),
+        ("1O`0", (4, 4)),
+        ("6:1", (5, 5)),
+        ("", (2, 2)),
+        ("0", (3, 0)),  # an empty image
+        (encode_counts([5, 2**29 - 10, 5]), (2**15, 2**14)),  # 2**29 pixels
+    ],
+)
+def test_unusual_masks_go_to_the_numpy_decoder(string: str, size: tuple[int, int]) -> None:
+    strings, heights, widths = [coco_string(np.eye(4)), string], [4, size[0]], [4, size[1]]
+    assert rle.fast_mask_stats(strings, heights, widths) is None
+    assert_same(rle.mask_stats(strings, heights, widths), rle.numpy_mask_stats(strings, heights, widths))
+
+
+@needs_fast_path
+def test_strings_reach_the_c_decoder_only_when_whole(monkeypatch: pytest.MonkeyPatch) -> None:
+    """rleFrString reads past the end of an unterminated number (and writes past its buffer):
+    such a batch must never get to it; a sound one gets there in a single call."""
+    from_string, free = rle._c_functions
+    passed: list[bytes] = []
+
+    def recording(rle_struct, data: bytes, height: int, width: int) -> None:
+        passed.append(data)
+        from_string(rle_struct, data, height, width)
+
+    monkeypatch.setattr(rle, "_c_functions", (recording, free))
+    good = coco_string(np.eye(4))
+    for broken in ("6:1P", "6:\x001", "`PPPPPP0"):
+        assert rle.fast_mask_stats([good, broken, good], [4, 4, 4], [4, 4, 4]) is None
+    assert passed == []
+    assert rle.fast_mask_stats([good, good], [4, 4], [4, 4]) is not None
+    assert passed == [("00" + good + good).encode()]  # 8 runs each: no padding needed
 
 
 def test_negative_run_from_a_negative_delta() -> None:
     counts = [2, 3, 4, 4, 1]
     string = encode_counts(counts)
     broken = encode_counts([2, 3, 4, -9, 14])  # a negative run that still sums to 14
-    stats = rle.mask_stats([string, broken], [7, 7], [2, 2])
-    assert stats.error.tolist() == [rle.OK, rle.NEGATIVE_RUN]
+    for decode in (rle.mask_stats, rle.numpy_mask_stats):
+        stats = decode([string, broken], [7, 7], [2, 2])
+        assert stats.error.tolist() == [rle.OK, rle.NEGATIVE_RUN]
 
 
-def test_empty_string_of_an_empty_image_and_empty_input() -> None:
-    stats = rle.mask_stats([], [], [])
-    assert len(stats) == 0
-    zero = rle.mask_stats(["0"], [3], [0])  # one run of 0 zeros: a 3x0 image
+@pytest.mark.parametrize("decode", DECODERS)
+def test_empty_string_of_an_empty_image_and_empty_input(decode) -> None:
+    assert len(decode([], [], [])) == 0
+    zero = decode(["0"], [3], [0])  # one run of 0 zeros: a 3x0 image
     assert zero.error.tolist() == [rle.OK] and zero.bbox[0].tolist() == [0, 0, 0, 0]
 
 
-def test_non_ascii_strings_raise() -> None:
+@pytest.mark.parametrize("decode", [*DECODERS, pytest.param(rle.fast_mask_stats, id="fast")])
+def test_non_ascii_strings_raise(decode) -> None:
     with pytest.raises(UnicodeEncodeError):
-        rle.mask_stats(["6:é1"], [4], [4])
+        decode(["6:é1"], [4], [4])
+
+
+@needs_fast_path
+@pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="reads the resident size from /proc")
+def test_fast_path_frees_what_pycocotools_allocates() -> None:
+    """Each call has rleFrString allocate the counts of the whole batch (here ~0.6 MB); none may stay."""
+    rng = np.random.default_rng(1)
+    strings, heights, widths = batch_of([rng.random((60, 60)) < 0.3 for _ in range(100)])
+
+    def resident_bytes() -> int:
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+    for _ in range(20):  # warm up allocator and caches
+        assert rle.fast_mask_stats(strings, heights, widths) is not None
+    before = resident_bytes()
+    for _ in range(150):
+        rle.fast_mask_stats(strings, heights, widths)
+    assert resident_bytes() - before < 20 * 2**20  # a leak would hold ~90 MB
+
+
+def test_backend_can_be_forced_to_numpy() -> None:
+    code = ("from sa1b_cli import rle; s = rle.mask_stats(['6:1'], [17], [1]); "
+            "print(rle.BACKEND, rle.fast_mask_stats(['6:1'], [17], [1]), s.error.tolist(), s.area.tolist())")
+    env = {**os.environ, rle.BACKEND_VARIABLE: "numpy", "PYTHONPATH": str(Path(rle.__file__).parents[1])}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["numpy", "None", "[0]", "[10]"]
+
+
+def test_verify_summary_names_the_backend() -> None:
+    deep = verify.VerifyReport(root="/data", layout=None, level=verify.DEEP, tars=False)
+    quick = verify.VerifyReport(root="/data", layout=None, level=verify.QUICK, tars=False)
+    assert deep.summary()["rle_backend"] == rle.BACKEND
+    assert quick.summary()["rle_backend"] is None
