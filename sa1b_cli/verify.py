@@ -1082,6 +1082,7 @@ class _Run:
         self.ready: deque[tuple[Callable[..., Any], tuple[Any, ...], str, _Open]] = deque()
         self.in_flight: dict[Future[Any], tuple[str, _Open]] = {}
         self.open_parts = 0
+        self.cache_warned = False
 
     def run(self, units: Iterable[_Unit], paths: RootPaths) -> list[PartResult]:
         pending = deque(units)
@@ -1195,13 +1196,27 @@ class _Run:
             result.problems.merge(part.tar.problems)
         result.status = _status(result, listing is not None, unit.status_without_files)
         result.seconds = time.monotonic() - part.started
-        if unit.receipt_name is not None and listing is not None:
-            if not part.cached or (part.tar is not None and not part.tar.cached):
-                _write_verify_receipt(paths, unit.receipt_name, result, listing, part)
-        elif listing is None and unit.previous is not None:
-            state.remove_receipt(paths, "verify", unit.name)  # its files are gone: the old verdict no longer holds
+        try:
+            if unit.receipt_name is not None and listing is not None:
+                if not part.cached or (part.tar is not None and not part.tar.cached):
+                    _write_verify_receipt(paths, unit.receipt_name, result, listing, part)
+            elif listing is None and unit.previous is not None:
+                state.remove_receipt(paths, "verify", unit.name)  # its files are gone: the old verdict no longer holds
+        except OSError as exc:  # the receipts are a cache: a read-only or full ROOT still gets its verdict
+            self._cache_unwritable(exc)
         self._announce(result)
         return result
+
+    def _cache_unwritable(self, exc: OSError) -> None:
+        if self.cache_warned:
+            return
+        self.cache_warned = True
+        self.reporter.event(
+            "cache_unwritable",
+            f"cannot save verify results ({exc.strerror or exc}: {exc.filename or 'ROOT/.sa1b'}); "
+            "the dataset is checked all the same, the next run checks everything again",
+            level="warning",
+        )
 
     def _announce(self, result: PartResult) -> None:
         if result.ok or result.status in (MISSING, NOT_EXTRACTED):  # those are summed up at the end
