@@ -63,7 +63,7 @@ class DownloadOptions:
     remove_tars: bool = False
     aria2c: str | None = None
     expiry_margin: float = 60.0
-    poll_interval: float = 0.5
+    poll_interval: float = 0.25
     lock_stale_after: float = 120.0
     lock_refresh_every: float = 15.0
     watch_links: bool = True
@@ -301,6 +301,7 @@ class _Active:
     status: str = "active"  # active | waiting | checking | extracting
     start_completed: int = 0
     resume_mode: str = "default"  # default | restart (server ignores Range)
+    queued: bool = False  # added, but waiting in aria2's queue for a free slot
     not_before: float = 0.0
 
 
@@ -426,7 +427,9 @@ class DownloadRun:
         return sum(1 for a in self.active.values() if a.status in ("active", "waiting"))
 
     def _fill(self) -> None:
-        while self.queue and self._downloading() < self.options.jobs:
+        # Keep twice --jobs parts in aria2: it runs --jobs of them (max-concurrent-downloads) and starts
+        # the next the moment one finishes, instead of waiting for our next poll.
+        while self.queue and self._downloading() < 2 * self.options.jobs:
             name = self.queue.popleft()
             if self.disk_full:
                 self._record(PartOutcome(name, "failed", "not attempted: the disk is full"))
@@ -533,6 +536,7 @@ class DownloadRun:
         a.speed = float(status.get("downloadSpeed", 0))
         a.connections = int(status.get("connections", 0))
         state_name = status.get("status")
+        a.queued = state_name in ("waiting", "paused")
         if state_name == "complete":
             self._forget(a.gid)
             if total and a.expected_size is not None and total != a.expected_size:
@@ -773,6 +777,8 @@ class DownloadRun:
             total = a.total or a.expected_size
             done = total if a.status == "checking" and total else a.completed
             completed += done or 0
+            if a.queued and a.status == "active":
+                continue  # in aria2's queue: not started, nothing to show yet
             parts.append(PartTransfer(name, "active" if a.status != "waiting" else "waiting", done or 0, total, a.speed, a.connections, a.status if a.status != "active" else ""))
         known = [p.size for p in self.plan.parts if p.action in ("fetch", "complete")]
         total_bytes = sum(s for s in known if s is not None) if known and all(s is not None for s in known) else None
