@@ -24,12 +24,16 @@ from sa1b_cli.errors import InputFileError
 
 try:  # ISA-L: measurably faster inflate (see docs/benchmarks.md)
     from isal import igzip as _fast_gzip
+    from isal import igzip_threaded as _threaded_gzip
     from isal.isal_zlib import error as _IsalError
 except ImportError:  # pragma: no cover - isal has wheels for the common platforms
     _fast_gzip = None  # type: ignore[assignment]
+    _threaded_gzip = None  # type: ignore[assignment]
     _IsalError = zlib.error  # type: ignore[assignment,misc]
 
 GZIP_MAGIC = b"\x1f\x8b"
+TAR_BLOCK = 512
+_ZERO_BLOCK = bytes(TAR_BLOCK)
 CHUNK = 4 << 20
 _MD5_LINE = re.compile(r"^([0-9a-fA-F]{32})\s+\*?(.+?)\s*$")
 
@@ -145,32 +149,85 @@ def check_part(path: Path, on_bytes: Callable[[int], None] | None = None) -> Par
         buffered = io.BufferedReader(hashing, buffer_size=CHUNK)
         check = PartCheck(size=0, md5="", sha256="", compressed=compressed)
         try:
-            stream = open_decompressed(buffered, compressed)
-            with tarfile.open(fileobj=stream, mode="r|") as tar:
-                for member in tar:
-                    check.members += 1
-                    name = member.name[2:] if member.name.startswith("./") else member.name
-                    if member.isdir():
-                        continue
-                    if name.endswith(".jpg"):
-                        check.images += 1
-                    elif name.endswith(".json"):
-                        check.annotations += 1
-                    elif len(check.other) < 20:
-                        check.other.append(name)
-            # tarfile stops at the end-of-archive blocks; read on so the gzip CRC is checked.
-            while stream.read(CHUNK):
+            stream = _inflating_reader(buffered) if compressed else buffered
+            _walk_tar(stream, check)
+            while stream.read(CHUNK):  # past the end-of-archive blocks: the gzip CRC is checked at EOF
                 pass
         except (tarfile.TarError, OSError, EOFError, zlib.error, _IsalError, ValueError) as exc:
             raise ArchiveError(_describe(exc, compressed)) from None
-        buffered_rest = buffered.read()
-        del buffered_rest
+        buffered.read()
         hashing.drain()
         check.size = hashing.count
         check.md5, check.sha256 = hashing.hasher.finish()
         if check.members == 0:
             raise ArchiveError("archive holds no members")
         return check
+
+
+def _inflating_reader(raw: IO[bytes]) -> IO[bytes]:
+    """Inflate in ISA-L's own thread when available (the tar walk and the hashes run meanwhile)."""
+    if _threaded_gzip is not None:
+        return _threaded_gzip.open(raw, "rb", threads=1)  # type: ignore[return-value]
+    return open_decompressed(raw, True)
+
+
+def _walk_tar(stream: IO[bytes], check: PartCheck) -> None:
+    """Walk tar headers, skipping member data in large reads (tarfile's stream mode reads 16 KiB at a time)."""
+    long_name: str | None = None
+    pax_path: str | None = None
+    while True:
+        block = _read_exact(stream, TAR_BLOCK)
+        if block == _ZERO_BLOCK:
+            return
+        info = tarfile.TarInfo.frombuf(block, "utf-8", "surrogateescape")
+        padded = -(-info.size // TAR_BLOCK) * TAR_BLOCK
+        if info.type in (tarfile.GNUTYPE_LONGNAME, tarfile.XHDTYPE, tarfile.SOLARIS_XHDTYPE):
+            payload = _read_exact(stream, padded)[: info.size]
+            if info.type == tarfile.GNUTYPE_LONGNAME:
+                long_name = payload.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
+            else:
+                pax_path = _pax_value(payload, b"path") or pax_path
+            continue
+        if info.type in (tarfile.XGLTYPE, tarfile.GNUTYPE_LONGLINK):
+            _skip(stream, padded)
+            continue
+        name = pax_path or long_name or info.name
+        long_name = pax_path = None
+        check.members += 1
+        _skip(stream, padded if info.type in tarfile.REGULAR_TYPES else 0)
+        if info.type == tarfile.DIRTYPE:
+            continue
+        name = name[2:] if name.startswith("./") else name
+        if name.endswith(".jpg"):
+            check.images += 1
+        elif name.endswith(".json"):
+            check.annotations += 1
+        elif len(check.other) < 20:
+            check.other.append(name)
+
+
+def _pax_value(payload: bytes, key: bytes) -> str | None:
+    for record in payload.split(b"\n"):
+        _length, _, pair = record.partition(b" ")
+        found, sep, value = pair.partition(b"=")
+        if sep and found == key:
+            return value.decode("utf-8", "surrogateescape")
+    return None
+
+
+def _read_exact(stream: IO[bytes], n: int) -> bytes:
+    data = stream.read(n)
+    if len(data) < n:
+        raise EOFError(f"unexpected end of data: the tar stops inside a member or header ({len(data)} of {n} bytes)")
+    return data
+
+
+def _skip(stream: IO[bytes], n: int) -> None:
+    while n > 0:
+        data = stream.read(min(n, CHUNK))
+        if not data:
+            raise EOFError("unexpected end of data: the tar stops inside a member")
+        n -= len(data)
 
 
 def _describe(exc: BaseException, compressed: bool) -> str:
