@@ -63,7 +63,7 @@ class DownloadOptions:
     remove_tars: bool = False
     aria2c: str | None = None
     expiry_margin: float = 60.0
-    poll_interval: float = 0.25
+    poll_interval: float = 0.5
     lock_stale_after: float = 120.0
     lock_refresh_every: float = 15.0
     watch_links: bool = True
