@@ -20,6 +20,7 @@ import pytest
 from sa1b_cli.locking import PartLock
 from sa1b_cli.paths import RootPaths
 from sa1b_cli.testing.cdn import FakeCDN, Faults
+from sa1b_cli.testing.processes import aria2c_pids
 from sa1b_cli.testing.generator import PartInfo, write_md5sums
 
 REPO = Path(__file__).resolve().parents[1]
@@ -60,19 +61,9 @@ def random_part(directory: Path, index: int, megabytes: int, *, compress: bool =
     return path
 
 
-def aria2c_running_for(root: Path) -> list[str]:
-    """Command lines of aria2c processes working for this ROOT (there must be none after a run)."""
-    found = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except OSError:
-            continue
-        if "aria2c" in cmdline and f"--dir={root / 'tars'}" in cmdline:
-            found.append(cmdline)
-    return found
+def aria2c_running_for(root: Path) -> list[int]:
+    """aria2c processes still working for this ROOT (there must be none after a run)."""
+    return aria2c_pids(root)
 
 
 def wait_for(predicate, timeout: float = 30.0, interval: float = 0.05) -> None:

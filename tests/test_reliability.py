@@ -34,6 +34,7 @@ from sa1b_cli.locking import is_stale, read_holder
 from sa1b_cli.paths import RootPaths
 from sa1b_cli.testing.cdn import FakeCDN, Faults
 from sa1b_cli.testing.generator import make_annotation, make_jpeg
+from sa1b_cli.testing.processes import aria2c_pids
 from sa1b_cli.verify import verify_dataset
 
 REPO = Path(__file__).resolve().parents[1]
@@ -135,21 +136,6 @@ def wait_for(predicate: Callable[[], object], timeout: float = 30.0, what: str =
             return value
         time.sleep(0.01)
     raise AssertionError(f"{what} not reached within {timeout}s")
-
-
-def aria2c_pids(root: Path) -> list[int]:
-    """aria2c processes working for ROOT, found by their ``--dir=ROOT/tars`` argument."""
-    found = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            argv = (proc / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if argv and argv[0].endswith(b"aria2c") and f"--dir={root / 'tars'}".encode() in argv:
-            found.append(int(proc.name))
-    return found
 
 
 def extracting(root: Path, name: str) -> bool:

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from sa1b_cli.testing.cdn import FakeCDN, Faults
 from sa1b_cli.testing.generator import PartInfo
+from sa1b_cli.testing.processes import aria2c_pids
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGE = REPO / "sa1b_cli"
@@ -35,17 +36,9 @@ def env() -> dict[str, str]:
 
 
 def aria2c_pid_for(root: Path) -> int | None:
-    """The pid of the aria2c working for ROOT (its ``--dir=ROOT/tars`` argument), or None."""
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            argv = (proc / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if argv and argv[0].endswith(b"aria2c") and f"--dir={root / 'tars'}".encode() in argv:
-            return int(proc.name)
-    return None
+    """The pid of the aria2c working for ROOT, or None."""
+    pids = aria2c_pids(root)
+    return pids[0] if pids else None
 
 
 def wait_for(predicate, timeout: float = 30.0):
