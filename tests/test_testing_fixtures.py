@@ -321,7 +321,9 @@ def test_expiry_signature_revoke_404(cdn: FakeCDN, small_parts: list[PartInfo]) 
         assert expired.status_code == 403 and expired.content == EXPIRED_BODY == b"URL signature expired"
         good = cdn.signed_url(name)
         assert c.get(good).status_code == 200
-        assert c.get(re.sub(r"oh=00_.", "oh=00_Z", good)).status_code == 403
+        first = good.split("oh=00_", 1)[1][0]
+        tampered = good.replace(f"oh=00_{first}", f"oh=00_{'Z' if first != 'Z' else 'Y'}", 1)
+        assert c.get(tampered).status_code == 403
         assert c.get(re.sub(r"oe=[0-9A-F]+", "oe=7FFFFFFF", good)).status_code == 403
         assert c.get(re.sub(r"&oh=[^&]+", "", good)).status_code == 403
         cdn.expire_all()
