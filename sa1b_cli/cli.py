@@ -235,8 +235,10 @@ def download(links: Path, root: Path, parts: str | None, shard: str | None, jobs
             console.print_table("download plan", ["part", "action", "size", "on disk", "expires", "note"], rows)
         return ExitStatus.OK
     core.check_disk_space(plan, options)
-    result = core.DownloadRun(plan, links_file, paths, options, console).run()
-    console.close()
+    try:
+        result = core.DownloadRun(plan, links_file, paths, options, console).run()
+    finally:
+        console.close()  # stop the live view on every exit path, so the terminal is left usable
     summary = result.to_dict()
     if json_output:
         console.emit_json({"type": "summary", "command": "download", **summary})
@@ -540,7 +542,10 @@ def verify_command(root: Path, parts: str | None, shard: str | None, deep: bool,
                                  jobs=jobs, force=force, reporter=console)
     console.close()
     if report_path is not None:
-        atomic_write_json(report_path, report.to_dict())
+        try:
+            atomic_write_json(report_path, report.to_dict())
+        except OSError as exc:
+            raise UsageError(f"{report_path}: cannot write the report ({exc.strerror or exc})") from None
     if json_output:
         for part in report.parts:
             console.emit_json({"type": "part", **part.to_dict()})

@@ -238,3 +238,14 @@ def test_readme_test_command_is_what_ci_runs() -> None:
     readme = (REPO / "README.md").read_text()
     ci = (REPO / ".ci" / "run").read_text().strip().splitlines()[-1]
     assert ci in readme
+
+
+def test_verify_report_to_an_unwritable_place_is_a_clear_usage_error(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    root = tmp_path / "root"
+    root.mkdir()
+    (tmp_path / "a-file").write_text("")
+    result = CliRunner().invoke(cli, ["verify", "-d", str(root), "--report", str(tmp_path / "a-file" / "r.json")])
+    assert result.exit_code == 2
+    assert "cannot write the report" in result.output and "Traceback" not in result.output
