@@ -100,7 +100,6 @@ class DaemonSettings:
     """aria2c options that the download orchestration chooses."""
 
     download_dir: Path
-    state_dir: Path
     max_concurrent: int = 4
     connections: int = 8
     min_split_size: str = "64M"
@@ -187,7 +186,6 @@ class Aria2Daemon:
 
     def start(self) -> None:
         """Start aria2c on a free loopback port and wait until it answers."""
-        self.settings.state_dir.mkdir(parents=True, exist_ok=True)
         self.settings.download_dir.mkdir(parents=True, exist_ok=True)
         last_error = ""
         for _attempt in range(5):

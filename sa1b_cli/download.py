@@ -351,7 +351,6 @@ class DownloadRun:
             return self.result
         settings = DaemonSettings(
             download_dir=self.paths.tars,
-            state_dir=self.paths.aria2_dir(),
             max_concurrent=self.options.jobs,
             connections=self.options.connections,
             min_split_size=self.options.min_split_size,
@@ -386,10 +385,6 @@ class DownloadRun:
                 try:
                     self.paths.run_file().unlink()
                 except FileNotFoundError:
-                    pass
-                try:
-                    settings.state_dir.rmdir()  # one per run: cron would pile them up
-                except OSError:
                     pass
         self.result.elapsed = time.monotonic() - self.started
         if self.result.interrupted:

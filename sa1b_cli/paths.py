@@ -15,7 +15,6 @@ O_EXCL and never rewritten.
     ROOT/.sa1b/locks/<part>.lock       per-part lock files
     ROOT/.sa1b/tmp/                    temporary extraction directories
     ROOT/.sa1b/runs/<host>-<pid>.json  live progress of running downloads (for ``status``)
-    ROOT/.sa1b/aria2/<host>-<pid>/     the private aria2c daemon's session and log
 """
 
 from __future__ import annotations
@@ -90,9 +89,6 @@ class RootPaths:
 
     def lock(self, name: str) -> Path:
         return self.locks / f"{part_stem(name)}.lock"
-
-    def aria2_dir(self) -> Path:
-        return self.state / "aria2" / host_tag()
 
     def run_file(self) -> Path:
         return self.runs / f"{host_tag()}.json"
