@@ -27,6 +27,7 @@ import aria2p
 import requests
 
 from sa1b_cli import state
+from sa1b_cli.aria2_control import read_control_file
 from sa1b_cli.aria2_daemon import Aria2Daemon, DaemonSettings
 from sa1b_cli.errors import Aria2Error, DiskSpaceError, ExitStatus, Interrupted, UsageError
 from sa1b_cli.events import PartTransfer, Reporter, TransferSnapshot
@@ -42,8 +43,6 @@ MAX_BACKOFF_SECONDS = 300.0
 RUN_FILE_EVERY = 2.0
 _ARIA2_SIZE = re.compile(r"^(\d+)([KkMm]?)$")
 MIN_SPLIT_RANGE = (1 << 20, 1 << 30)  # what aria2c accepts for --min-split-size
-# aria2 control file: version, extension, info hash length, piece length, total length, upload length, bitfield length.
-CONTROL_HEADER_BYTES = 2 + 4 + 4 + 4 + 8 + 8 + 4
 
 
 @dataclass
@@ -463,7 +462,7 @@ class DownloadRun:
             return
         tar, control = self.paths.tar(name), self.paths.control_file(name)
         options: dict[str, str] = {"out": name}
-        if control.exists() and not _control_file_usable(control):
+        if control.exists() and read_control_file(control) is None:
             # A full disk leaves an empty control file next to a file of allocated, unwritten bytes:
             # aria2 aborts on it every time (error 1) and the bytes cannot be trusted. Start over.
             self.reporter.event("restart", f"{name}: aria2's progress file is damaged (was the disk full?); downloading this part again", level="warning")
@@ -809,15 +808,6 @@ class DownloadRun:
             state.atomic_write_json(self.paths.run_file(), record)
         except OSError:
             pass  # status is a convenience; a full disk must not stop the download
-
-
-def _control_file_usable(path: Path) -> bool:
-    try:
-        with open(path, "rb") as handle:
-            header = handle.read(CONTROL_HEADER_BYTES)
-    except OSError:
-        return False
-    return len(header) == CONTROL_HEADER_BYTES and header[:2] in (b"\x00\x00", b"\x00\x01")
 
 
 def _mtime(path: Path) -> float | None:

@@ -75,12 +75,15 @@ class LockHolder:
         return f"{self.host} pid {self.pid} (refreshed {self.age:.0f}s ago)"
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid exists on this host (in this pid namespace)."""
+    if pid <= 0:
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:
+    except (PermissionError, OverflowError):
         return True
     return True
 
@@ -112,7 +115,7 @@ def is_stale(holder: LockHolder, stale_after: float) -> bool:
     if holder.age > stale_after:
         return True
     same_processes = holder.host == socket.gethostname() and holder.namespace in ("", NAMESPACE)
-    return same_processes and holder.pid > 0 and holder.pid != os.getpid() and not _pid_alive(holder.pid)
+    return same_processes and holder.pid > 0 and holder.pid != os.getpid() and not pid_alive(holder.pid)
 
 
 class PartLock:

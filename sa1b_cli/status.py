@@ -12,7 +12,6 @@ from __future__ import annotations
 import math
 import os
 import socket
-import struct
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -20,75 +19,17 @@ from pathlib import Path
 from typing import Any
 
 from sa1b_cli import state
+from sa1b_cli.aria2_control import read_control_file
 from sa1b_cli.console import human_bytes, human_duration
 from sa1b_cli.linkinfo import describe_expiry
 from sa1b_cli.links import PART_NAME, LinksFile
+from sa1b_cli.locking import pid_alive
 from sa1b_cli.paths import STAGES, RootPaths
 
 EXPECTED_PAIRS = 11_185_362
 STALE_RUN_SECONDS = 120.0
 # Run-file part states that mean "this run is working on it" (downloading, hashing, unpacking).
 LIVE_PART_STATES = ("active", "waiting", "checking", "extracting")
-MAX_INFO_HASH_LENGTH = 1024
-MAX_CONTROL_FILE_BYTES = 64 << 20
-
-
-# --------------------------------------------------------------------------- aria2 control files
-
-
-@dataclass(frozen=True)
-class ControlFileInfo:
-    """The progress aria2 saved in ``<file>.aria2`` (see aria2's "Control File" technical note)."""
-
-    version: int
-    piece_length: int
-    total_length: int
-    pieces_done: int
-    piece_count: int
-    completed_length: int  # bytes of the pieces marked done
-
-
-def read_control_file(path: Path) -> ControlFileInfo | None:
-    """Parse an aria2 control file; None when it is missing, torn or not one.
-
-    Layout: VER(2) EXT(4) INFO_HASH_LENGTH(4) INFO_HASH PIECE_LENGTH(4)
-    TOTAL_LENGTH(8) UPLOAD_LENGTH(8) BITFIELD_LENGTH(4) BITFIELD ... Version 1
-    is big-endian, version 0 in the writing host's byte order. The bitfield has
-    one bit per piece, most significant bit first.
-    """
-    try:
-        with open(path, "rb") as handle:
-            data = handle.read(MAX_CONTROL_FILE_BYTES)
-    except OSError:
-        return None
-    if len(data) < 2:
-        return None
-    version = int.from_bytes(data[:2], "big")
-    if version not in (0, 1):
-        return None
-    order = ">" if version == 1 else "="
-    try:
-        (hash_length,) = struct.unpack_from(order + "I", data, 6)
-        if hash_length > MAX_INFO_HASH_LENGTH:
-            return None
-        offset = 10 + hash_length
-        piece_length, total_length, _upload, bitfield_length = struct.unpack_from(order + "IQQI", data, offset)
-    except struct.error:
-        return None
-    offset += struct.calcsize(order + "IQQI")
-    bitfield = data[offset : offset + bitfield_length]
-    if piece_length == 0 or len(bitfield) != bitfield_length:
-        return None
-    piece_count = -(-total_length // piece_length)
-    if bitfield_length != -(-piece_count // 8):
-        return None
-    pieces_done = 0
-    completed = 0
-    for index in range(piece_count):
-        if bitfield[index >> 3] & (0x80 >> (index & 7)):
-            pieces_done += 1
-            completed += min(piece_length, total_length - index * piece_length)
-    return ControlFileInfo(version, piece_length, total_length, pieces_done, piece_count, completed)
 
 
 # --------------------------------------------------------------------------- run files
@@ -158,7 +99,7 @@ def _run_info(tag: str, data: dict[str, Any], now: float) -> RunInfo:
         stale_reason = "no update time"
     elif age > STALE_RUN_SECONDS:
         stale_reason = f"not updated for {int(age)} s"
-    elif host == socket.gethostname() and pid is not None and not _pid_alive(pid):
+    elif host == socket.gethostname() and pid is not None and not pid_alive(pid):
         stale_reason = f"process {pid} is gone"
     active: list[ActivePart] = []
     raw_active = data.get("active_parts")
@@ -175,18 +116,6 @@ def _run_info(tag: str, data: dict[str, Any], now: float) -> RunInfo:
         links_expire_latest=_as_datetime(data.get("links_expire_latest")),
         active_parts=active,
     )
-
-
-def _pid_alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OverflowError):
-        return True
-    return True
 
 
 # --------------------------------------------------------------------------- parts

@@ -24,7 +24,8 @@ from sa1b_cli.errors import ExitStatus
 from sa1b_cli.integrity import check_part
 from sa1b_cli.links import parse_links_text
 from sa1b_cli.paths import RootPaths
-from sa1b_cli.status import EXPECTED_PAIRS, collect_status, read_control_file
+from sa1b_cli.aria2_control import read_control_file
+from sa1b_cli.status import EXPECTED_PAIRS, collect_status
 from sa1b_cli.testing.cdn import FakeCDN, Faults
 from sa1b_cli.testing.generator import PartInfo
 
