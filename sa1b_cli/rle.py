@@ -3,17 +3,23 @@
 An SA-1B image holds about 100 masks whose ``counts`` strings run to hundreds of
 characters each, 40-65k runs per image. Decoding them one character at a time in
 Python, or with a handful of numpy calls per mask, caps a deep verify at a few
-images a second. Two decoders, both batch the masks of one or more images:
+images a second. Three decoders, each takes the masks of one or more images at once:
 
-- ``pycocotools`` (``BACKEND``, the default when its compiled ``_mask`` module
-  exports its C functions, as the Linux and macOS wheels do): one ``rleFrString``
-  call decodes all strings laid end to end, numpy undoes the chaining across
-  masks and computes sums, area and bbox in a fixed number of passes. It takes
-  only well-formed masks (see ``fast_mask_stats``); a batch with anything unusual
-  goes to the general decoder, which says what is wrong.
+- ``native`` (``sa1b_cli._rlestats``, a small C extension built at install time
+  where a C compiler is present): one pass over each string that keeps only a
+  running position, no array of counts. It takes only well-formed masks (the
+  same rules as the pycocotools path below); a batch with anything unusual goes
+  to the general decoder, which says what is wrong.
+- ``pycocotools`` (when the extension is not built but pycocotools' compiled
+  ``_mask`` module exports its C functions, as the Linux and macOS wheels do): one
+  ``rleFrString`` call decodes all strings laid end to end, numpy undoes the
+  chaining across masks and computes sums, area and bbox in a fixed number of
+  passes. Well-formed masks only (see ``fast_mask_stats``).
 - ``numpy`` (``numpy_mask_stats``): a vectorised decoder for any input, the
-  reference the fast path is tested against, and the fallback where the C
-  functions cannot be loaded. ``SA1B_RLE_BACKEND=numpy`` forces it.
+  reference the others are tested against, and the fallback for unusual batches.
+
+``BACKEND`` is the fastest one loaded; ``SA1B_RLE_BACKEND=pycocotools`` or ``=numpy``
+chooses a slower one (for comparison, or to rule a decoder out).
 
 The string format (pycocotools ``rleToString`` / ``rleFrString``): each count is
 written as little-endian 5-bit groups plus 48; bit 0x20 of a character says "more
@@ -28,6 +34,7 @@ import ctypes
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -93,7 +100,11 @@ def mask_stats(counts: Sequence[str], heights: Sequence[int] | np.ndarray,
 
     Raises UnicodeEncodeError when a string is not ASCII (the caller names the mask).
     """
-    stats = fast_mask_stats(counts, heights, widths) if BACKEND == PYCOCOTOOLS else None
+    stats = None
+    if BACKEND == NATIVE:
+        stats = native_mask_stats(counts, heights, widths)
+    elif BACKEND == PYCOCOTOOLS:
+        stats = fast_mask_stats(counts, heights, widths)
     return stats if stats is not None else numpy_mask_stats(counts, heights, widths)
 
 
@@ -243,11 +254,82 @@ def _bbox(start: np.ndarray, last: np.ndarray, h: np.ndarray, per_mask: np.ndarr
     return np.stack([x_min, y_min, x_max - x_min + 1, y_max - y_min + 1], axis=1)
 
 
-# ------------------------------------------------------------------ pycocotools fast path
+# ------------------------------------------------------------------ choice of decoder
 
+NATIVE = "native"
 PYCOCOTOOLS = "pycocotools"
 NUMPY = "numpy"
-BACKEND_VARIABLE = "SA1B_RLE_BACKEND"  # "numpy" forces the general decoder
+BACKEND_VARIABLE = "SA1B_RLE_BACKEND"  # "pycocotools" or "numpy": use that decoder, not a faster one
+
+
+def _requested_backend() -> str:
+    return os.environ.get(BACKEND_VARIABLE, "").strip().lower()
+
+
+# ------------------------------------------------------------------ native fast path
+
+try:
+    from sa1b_cli import _rlestats
+except ImportError:  # built at install time only where a C compiler is present
+    _rlestats = None  # type: ignore[assignment]
+if _requested_backend() in (PYCOCOTOOLS, NUMPY):
+    _rlestats = None  # type: ignore[assignment]
+
+
+def native_mask_stats(counts: Sequence[str], heights: Sequence[int] | np.ndarray,
+                      widths: Sequence[int] | np.ndarray) -> MaskStats | None:
+    """``mask_stats`` of well-formed masks through the C extension; None when it is not built or
+    any mask is unusual (the same rules as ``fast_mask_stats``: then ``numpy_mask_stats`` finds and
+    names the problem). On all it accepts, it gives what ``numpy_mask_stats`` gives."""
+    if _rlestats is None or len(counts) == 0:
+        return None
+    n = len(counts)
+    try:
+        height = np.ascontiguousarray(heights, dtype=np.int64).reshape(n)
+        width = np.ascontiguousarray(widths, dtype=np.int64).reshape(n)
+    except OverflowError:  # a size beyond 64 bits: the general decoder reports it
+        return None
+    area = np.empty(n, dtype=np.int64)
+    bbox = np.empty((n, 4), dtype=np.float64)
+    if not _rlestats.mask_stats(counts if type(counts) is list else list(counts), height, width, area, bbox):
+        return None
+    return MaskStats(error=np.zeros(n, dtype=np.int8), total=height * width, area=area, bbox=bbox)
+
+
+@dataclass
+class AnnotationColumns:
+    """The fields of SA-1B annotations that a deep check compares, one entry per annotation."""
+
+    ids: np.ndarray  # float64
+    sizes: np.ndarray  # int64 (n, 2): segmentation.size, [height, width]
+    bbox: np.ndarray  # float64 (n, 4): the stored bbox
+    area: np.ndarray  # float64: the stored area
+    stats: MaskStats  # what the masks themselves hold
+
+
+def native_annotation_stats(files: list[list[Any]]) -> AnnotationColumns | None:
+    """Columns and mask stats of the ``annotations`` lists of several SA-1B documents in one C pass.
+
+    None when the extension is not built or anything is unusual: an annotation not exactly as
+    SA-1B writes it (e.g. a bool or a string where a number belongs), or a mask that
+    ``native_mask_stats`` would decline. The caller then takes its general path, which
+    describes the problem; on everything this accepts, both give the same columns.
+    """
+    if _rlestats is None:
+        return None
+    n = sum(map(len, files))
+    ids, area = np.empty(n), np.empty(n)
+    bbox, mask_bbox = np.empty((n, 4)), np.empty((n, 4))
+    sizes = np.empty((n, 2), dtype=np.int64)
+    mask_area = np.empty(n, dtype=np.int64)
+    if not _rlestats.annotation_stats(files, ids, area, bbox, sizes, mask_area, mask_bbox):
+        return None
+    stats = MaskStats(error=np.zeros(n, dtype=np.int8), total=sizes[:, 0] * sizes[:, 1], area=mask_area,
+                      bbox=mask_bbox)
+    return AnnotationColumns(ids=ids, sizes=sizes, bbox=bbox, area=area, stats=stats)
+
+
+# ------------------------------------------------------------------ pycocotools fast path
 
 # The fast path takes images below 2**29 pixels: every valid count and every difference
 # of two then fits 6 groups (30 bits with the sign), which pycocotools decodes without
@@ -278,7 +360,7 @@ class _CountsView:
 def _load_pycocotools() -> tuple[Callable[..., None], Callable[..., None]] | None:
     """``rleFrString`` and ``rleFree`` from pycocotools' compiled module, if it exports them (a
     Windows DLL may export only the module's init function) and they decode a known string right."""
-    if os.environ.get(BACKEND_VARIABLE, "").strip().lower() == NUMPY:
+    if _requested_backend() == NUMPY:
         return None
     try:
         from pycocotools import _mask
@@ -302,7 +384,8 @@ def _load_pycocotools() -> tuple[Callable[..., None], Callable[..., None]] | Non
 
 
 _c_functions = _load_pycocotools()
-BACKEND = PYCOCOTOOLS if _c_functions is not None else NUMPY  # what ``mask_stats`` uses
+# What ``mask_stats`` uses: the fastest decoder loaded.
+BACKEND = NATIVE if _rlestats is not None else PYCOCOTOOLS if _c_functions is not None else NUMPY
 
 
 def fast_mask_stats(counts: Sequence[str], heights: Sequence[int] | np.ndarray,

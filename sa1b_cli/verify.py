@@ -685,24 +685,18 @@ def _check_mask_batch(batch: _MaskBatch, out: Problems) -> None:
     if not len(batch):
         return
     per_file = np.array([len(a) for a in batch.annotations])
-    annotations = list(chain.from_iterable(batch.annotations))
-    columns = _mask_columns(annotations)
-    stats = None
-    if columns is not None:
-        try:
-            stats = rle.mask_stats(columns[1], columns[2][:, 0], columns[2][:, 1])
-        except UnicodeEncodeError:
-            stats = None
-    if columns is None or stats is None:
+    columns = rle.native_annotation_stats(batch.annotations) or _annotation_columns(batch)
+    if columns is None:
         if len(batch) > 1:  # find the culprit file by file; the others are checked on the way
             for index in range(len(batch)):
                 single = _MaskBatch([batch.paths[index]], [batch.sizes[index]], [batch.annotations[index]])
                 _check_mask_batch(single, out)
         else:
-            kind = "schema" if columns is None else "rle"
-            out.add(Problem(batch.paths[0], kind, f"not an SA-1B annotation: {_describe_schema_error(annotations)}"))
+            kind = "schema" if _mask_columns(batch.annotations[0]) is None else "rle"
+            problem = _describe_schema_error(batch.annotations[0])
+            out.add(Problem(batch.paths[0], kind, f"not an SA-1B annotation: {problem}"))
         return
-    ids, _, sizes, bbox, area = columns
+    ids, sizes, bbox, area, stats = columns.ids, columns.sizes, columns.bbox, columns.area, columns.stats
     file_of = np.repeat(np.arange(len(batch)), per_file)
     first_of_file = np.concatenate([[0], np.cumsum(per_file)[:-1]])
     image_size = np.array(batch.sizes)[file_of]  # (width, height) per mask
@@ -734,6 +728,19 @@ def _check_mask_batch(batch: _MaskBatch, out: Problems) -> None:
            lambda i: f"bbox is {[_number(v) for v in bbox[i]]} but the mask's is {[int(v) for v in computed[i]]}")
 
 
+def _annotation_columns(batch: _MaskBatch) -> rle.AnnotationColumns | None:
+    """The general path of ``rle.native_annotation_stats``: any decoder, lenient about types."""
+    columns = _mask_columns(list(chain.from_iterable(batch.annotations)))
+    if columns is None:
+        return None
+    ids, counts, sizes, bbox, area = columns
+    try:
+        stats = rle.mask_stats(counts, sizes[:, 0], sizes[:, 1])
+    except UnicodeEncodeError:
+        return None
+    return rle.AnnotationColumns(ids=ids, sizes=sizes, bbox=bbox, area=area, stats=stats)
+
+
 _numeric_fields = itemgetter("id", "area", "predicted_iou", "stability_score")
 _list_fields = itemgetter("bbox", "crop_box", "point_coords")
 
@@ -761,7 +768,7 @@ def _mask_columns(annotations: list[Any]) -> tuple[np.ndarray, list[str], np.nda
         np.fromiter(chain.from_iterable(map(itemgetter(1), lists)), np.float64, 4 * n)  # crop_box: numbers
         if not all([type(c) is str for c in counts]):
             return None
-    except (KeyError, TypeError, ValueError, IndexError):
+    except (KeyError, TypeError, ValueError, IndexError, OverflowError):
         return None
     numbers = numbers.reshape(n, 4)
     ids = numbers[:, 0]
@@ -793,7 +800,8 @@ def _annotation_error(ann: Any) -> str | None:
         (type(seg) is dict and {"size", "counts"} <= seg.keys(), "segmentation needs 'size' and 'counts'"),
         (type(seg) is dict and type(seg.get("counts")) is str, "segmentation.counts is not a string"),
         (type(seg) is dict and str(seg.get("counts")).isascii(), "segmentation.counts is not ASCII"),
-        (type(seg) is dict and _numbers(seg.get("size"), 2, int), "segmentation.size is not [height, width]"),
+        (type(seg) is dict and _numbers(seg.get("size"), 2, int) and all(0 <= v < 2**62 for v in seg["size"]),
+         "segmentation.size is not [height, width]"),
         (_numbers(ann["bbox"], 4), "bbox is not [x, y, w, h]"),
         (_is_number(ann["area"]), "area is not a number"),
         (_is_number(ann["predicted_iou"]), "predicted_iou is not a number"),

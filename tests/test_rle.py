@@ -1,10 +1,12 @@
-"""Both RLE decoders (pycocotools fast path, numpy reference) against pycocotools and each other."""
+"""The RLE decoders (native C extension, pycocotools fast path, numpy reference) against pycocotools and each other."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
+import sysconfig
 import sys
 from pathlib import Path
 
@@ -17,8 +19,12 @@ from pycocotools import mask as coco
 from sa1b_cli import rle, verify
 from sa1b_cli.testing.generator import decode_counts, encode_counts, make_annotation
 
+needs_fast_path = pytest.mark.skipif(rle._c_functions is None, reason="pycocotools' C functions not loadable")
+needs_native = pytest.mark.skipif(rle._rlestats is None, reason="the C extension sa1b_cli._rlestats is not built")
 DECODERS = [pytest.param(rle.mask_stats, id="mask_stats"), pytest.param(rle.numpy_mask_stats, id="numpy")]
-needs_fast_path = pytest.mark.skipif(rle.BACKEND != rle.PYCOCOTOOLS, reason="pycocotools' C functions not loadable")
+# The decoders that take only well-formed masks (None for anything else).
+FAST_DECODERS = [pytest.param(rle.fast_mask_stats, id="pycocotools", marks=needs_fast_path),
+                 pytest.param(rle.native_mask_stats, id="native", marks=needs_native)]
 FIELDS = ("error", "total", "area", "bbox")
 
 
@@ -92,17 +98,17 @@ def test_matches_pycocotools_on_edge_cases_and_random_masks(decode) -> None:
         assert stats.bbox[i].tolist() == bbox, (i, s, h, w)
 
 
-@needs_fast_path
-def test_fast_path_takes_well_formed_masks_and_equals_the_numpy_decoder() -> None:
+@pytest.mark.parametrize("fast_decode", FAST_DECODERS)
+def test_fast_path_takes_well_formed_masks_and_equals_the_numpy_decoder(fast_decode) -> None:
     """Mixed image sizes in one batch (one division per size), odd and even run counts."""
     strings, heights, widths = batch_of(edge_case_bitmaps() + random_bitmaps(600, seed=5))
-    fast = rle.fast_mask_stats(strings, heights, widths)
+    fast = fast_decode(strings, heights, widths)
     assert fast is not None
     assert_same(fast, rle.numpy_mask_stats(strings, heights, widths))
 
 
-@needs_fast_path
-def test_sa1b_size_masks_of_two_image_shapes() -> None:
+@pytest.mark.parametrize("fast_decode", FAST_DECODERS)
+def test_sa1b_size_masks_of_two_image_shapes(fast_decode) -> None:
     """Full-size masks (hundreds of runs, numbers of several groups) of a portrait and a landscape image."""
     strings, heights, widths = [], [], []
     for image_id, (width, height) in enumerate(((1500, 2250), (2250, 1500)), start=1):
@@ -111,7 +117,7 @@ def test_sa1b_size_masks_of_two_image_shapes() -> None:
             strings.append(ann["segmentation"]["counts"])
             heights.append(height)
             widths.append(width)
-    fast = rle.fast_mask_stats(strings, heights, widths)
+    fast = fast_decode(strings, heights, widths)
     assert fast is not None
     assert_same(fast, rle.numpy_mask_stats(strings, heights, widths))
     for i, (s, h, w) in enumerate(zip(strings, heights, widths)):
@@ -179,7 +185,15 @@ def test_any_strings_give_the_numpy_results_and_never_crash(masks: list[tuple[st
     strings = [s for s, _, _ in masks] + [encode_counts(runs) for runs in valid]
     heights = [h for _, h, _ in masks] + [1] * len(valid)
     widths = [w for _, _, w in masks] + [sum(runs) for runs in valid]
-    assert_same(rle.mask_stats(strings, heights, widths), rle.numpy_mask_stats(strings, heights, widths))
+    reference = rle.numpy_mask_stats(strings, heights, widths)
+    assert_same(rle.mask_stats(strings, heights, widths), reference)
+    for fast_decode in (rle.fast_mask_stats, rle.native_mask_stats):
+        try:
+            fast = fast_decode(strings, heights, widths)
+        except UnicodeEncodeError:  # never, but the general decoder would raise too
+            continue
+        if fast is not None:
+            assert_same(fast, reference)
 
 
 @pytest.mark.parametrize("decode", DECODERS)
@@ -217,7 +231,7 @@ def test_invalid_strings_are_flagged(decode, string: str, size: tuple[int, int],
     assert stats.area[0] == stats.area[2] == 4
 
 
-@needs_fast_path
+@pytest.mark.parametrize("fast_decode", FAST_DECODERS)
 @pytest.mark.parametrize(
     ("string", "size"),
     [
@@ -232,9 +246,9 @@ def test_invalid_strings_are_flagged(decode, string: str, size: tuple[int, int],
         (encode_counts([5, 2**29 - 10, 5]), (2**15, 2**14)),  # 2**29 pixels
     ],
 )
-def test_unusual_masks_go_to_the_numpy_decoder(string: str, size: tuple[int, int]) -> None:
+def test_unusual_masks_go_to_the_numpy_decoder(fast_decode, string: str, size: tuple[int, int]) -> None:
     strings, heights, widths = [coco_string(np.eye(4)), string], [4, size[0]], [4, size[1]]
-    assert rle.fast_mask_stats(strings, heights, widths) is None
+    assert fast_decode(strings, heights, widths) is None
     assert_same(rle.mask_stats(strings, heights, widths), rle.numpy_mask_stats(strings, heights, widths))
 
 
@@ -274,6 +288,31 @@ def test_empty_string_of_an_empty_image_and_empty_input(decode) -> None:
     assert zero.error.tolist() == [rle.OK] and zero.bbox[0].tolist() == [0, 0, 0, 0]
 
 
+@needs_native
+def test_native_decoder_declines_what_is_not_an_ascii_string() -> None:
+    good = coco_string(np.eye(4))
+    for odd in ("6:é1", "6:\ud8001", b"6:1"):
+        assert rle.native_mask_stats([good, odd], [4, 4], [4, 4]) is None
+    assert rle.native_mask_stats([good], [2**40], [2**40]) is None  # beyond the fast limit, no overflow
+    assert rle.native_mask_stats([good, good], [4, 4], [4, 4]) is not None
+
+
+@needs_native
+def test_native_decoder_checks_its_buffers() -> None:
+    area, bbox = np.empty(2, np.int64), np.empty((2, 4))
+    with pytest.raises(ValueError, match="heights holds 8 bytes, expected 16"):
+        rle._rlestats.mask_stats(["6:1", "6:1"], np.array([17], np.int64), np.array([1, 1], np.int64), area, bbox)
+
+
+@pytest.mark.skipif(not (shutil.which("cc") or shutil.which("gcc")) or not sysconfig.get_config_var("CC"),
+                    reason="no C compiler: the extension is optional and not built")
+def test_native_extension_is_built_where_a_compiler_is_present() -> None:
+    """An optional build fails quietly; where a compiler exists, a failure here means it broke."""
+    assert rle._rlestats is not None or os.environ.get(rle.BACKEND_VARIABLE), "sa1b_cli._rlestats did not build"
+    if not os.environ.get(rle.BACKEND_VARIABLE):
+        assert rle.BACKEND == rle.NATIVE
+
+
 @pytest.mark.parametrize("decode", [*DECODERS, pytest.param(rle.fast_mask_stats, id="fast")])
 def test_non_ascii_strings_raise(decode) -> None:
     with pytest.raises(UnicodeEncodeError):
@@ -299,6 +338,14 @@ def test_fast_path_frees_what_pycocotools_allocates() -> None:
     assert resident_bytes() - before < 20 * 2**20  # a leak would hold ~90 MB
 
 
+@needs_fast_path
+def test_backend_can_be_forced_to_pycocotools() -> None:
+    code = "from sa1b_cli import rle; s = rle.mask_stats(['6:1'], [17], [1]); print(rle.BACKEND, s.area.tolist())"
+    env = {**os.environ, rle.BACKEND_VARIABLE: "pycocotools", "PYTHONPATH": str(Path(rle.__file__).parents[1])}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["pycocotools", "[10]"]
+
+
 def test_backend_can_be_forced_to_numpy() -> None:
     code = ("from sa1b_cli import rle; s = rle.mask_stats(['6:1'], [17], [1]); "
             "print(rle.BACKEND, rle.fast_mask_stats(['6:1'], [17], [1]), s.error.tolist(), s.area.tolist())")
@@ -312,3 +359,68 @@ def test_verify_summary_names_the_backend() -> None:
     quick = verify.VerifyReport(root="/data", layout=None, level=verify.QUICK, tars=False)
     assert deep.summary()["rle_backend"] == rle.BACKEND
     assert quick.summary()["rle_backend"] is None
+
+
+# ------------------------------------------------------------------ native annotation columns
+
+def _general_columns(files: list[list]) -> rle.AnnotationColumns | None:
+    paths = [f"f{i}.json" for i in range(len(files))]
+    return verify._annotation_columns(verify._MaskBatch(paths, [(0, 0)] * len(files), files))
+
+
+def assert_same_columns(a: rle.AnnotationColumns, b: rle.AnnotationColumns) -> None:
+    for name in ("ids", "sizes", "bbox", "area"):
+        assert np.array_equal(getattr(a, name), getattr(b, name)), name
+    assert_same(a.stats, b.stats)
+
+
+@needs_native
+def test_native_annotation_stats_equal_the_general_path_on_sa1b_documents() -> None:
+    files = [json.loads(make_annotation(i, width=w, height=h, masks_per_image=30))["annotations"]
+             for i, (w, h) in enumerate([(1500, 2250), (2250, 1500), (64, 48), (1500, 2250)], start=1)]
+    native = rle.native_annotation_stats(files)
+    assert native is not None and len(native.ids) == 120
+    assert_same_columns(native, _general_columns(files))
+    assert rle.native_annotation_stats([]) is not None  # no files: empty columns
+    assert rle.native_annotation_stats([[], files[2]]) is not None  # a file without annotations
+
+
+ODD_VALUES = [True, None, "7", 7.5, 2**70, -1, 0, [], {}, [1, 2, 3], [1, 2, 3, 4, 5], [1.5, 2, 3, 4],
+              [True, 2, 3, 4], ["1", 2, 3, 4], "6:1", "6:é1", [17, 1], [17.0, 1], [2**70, 1], [17], (17, 1)]
+
+
+@needs_native
+@settings(max_examples=300, deadline=None)
+@given(path=st.sampled_from([("id",), ("area",), ("bbox",), ("crop_box",), ("point_coords",), ("predicted_iou",),
+                             ("stability_score",), ("segmentation",), ("segmentation", "size"),
+                             ("segmentation", "counts")]),
+       value=st.sampled_from([*ODD_VALUES, "missing"]),
+       index=st.integers(0, 2))
+def test_native_annotation_stats_decline_or_agree_on_odd_annotations(path: tuple[str, ...], value, index: int) -> None:
+    """A field changed to a value of another type, or removed: the native path declines the
+    batch, or (for values of a type it takes) gives exactly the general path's columns."""
+    annotations = [json.loads(make_annotation(1, width=17, height=1, masks_per_image=3))["annotations"]][0]
+    target = annotations[index]
+    for key in path[:-1]:
+        target = target[key]
+    if value == "missing":
+        del target[path[-1]]
+    else:
+        target[path[-1]] = value
+    native = rle.native_annotation_stats([annotations])
+    general = _general_columns([annotations])
+    if native is not None:
+        assert general is not None
+        assert_same_columns(native, general)
+    assert native is None or general is not None
+
+
+@needs_native
+def test_native_annotation_stats_take_exact_types_only() -> None:
+    files = [json.loads(make_annotation(1, masks_per_image=2))["annotations"]]
+    assert rle.native_annotation_stats(files) is not None
+    files[0][1]["id"] = 5.0  # integral, but not an int: the general path decides
+    assert rle.native_annotation_stats(files) is None
+    assert rle.native_annotation_stats([("not", "a list")]) is None
+    with pytest.raises(TypeError):
+        rle._rlestats.annotation_stats((), *[np.empty(0)] * 6)
