@@ -124,6 +124,7 @@ class Aria2Daemon:
         self.proc: subprocess.Popen[bytes] | None = None
         self.client: _LoopbackClient | None = None
         self.starts = 0
+        self._pending: tuple[subprocess.Popen[bytes], int] | None = None  # launched, not yet awaited
 
     def __enter__(self) -> "Aria2Daemon":
         self.start()
@@ -184,23 +185,34 @@ class Aria2Daemon:
             args.append(f"--{key}" if value is None else f"--{key}={value}")
         return args
 
-    def start(self) -> None:
-        """Start aria2c on a free loopback port and wait until it answers."""
+    def launch(self) -> None:
+        """Spawn aria2c without waiting for it, so it starts while the caller does other work
+        (the HEAD requests of the plan); :meth:`start` then waits until it answers."""
+        if self._pending is not None or self.proc is not None:
+            return
         self.settings.download_dir.mkdir(parents=True, exist_ok=True)
+        port = _free_port()
+        proc = subprocess.Popen(  # noqa: S603 - fixed argument list, no shell
+            self.command_line(port),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,  # --quiet; and its messages would carry signed URLs
+            env=_child_environment(),
+            start_new_session=True,
+            preexec_fn=_die_with_parent,  # noqa: PLW1509 - only prctl, no locks taken
+        )
+        self._pending = (proc, port)
+
+    def start(self) -> None:
+        """Start aria2c on a free loopback port (unless :meth:`launch` did) and wait until it answers."""
         last_error = ""
         for _attempt in range(5):
-            port = _free_port()
-            proc = subprocess.Popen(  # noqa: S603 - fixed argument list, no shell
-                self.command_line(port),
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,  # --quiet; and its messages would carry signed URLs
-                env=_child_environment(),
-                start_new_session=True,
-                preexec_fn=_die_with_parent,  # noqa: PLW1509 - only prctl, no locks taken
-            )
+            self.launch()
+            assert self._pending is not None
+            (proc, port), self._pending = self._pending, None
             client = _LoopbackClient(host="http://127.0.0.1", port=port, secret=self.secret, timeout=RPC_TIMEOUT)
             deadline = time.monotonic() + START_TIMEOUT
+            pause = 0.002  # aria2c answers after ~50 ms: ask often at first, then every 50 ms
             while time.monotonic() < deadline:
                 if proc.poll() is not None:
                     last_error = f"aria2c exited with code {proc.returncode} (port {port} taken?)"
@@ -208,7 +220,8 @@ class Aria2Daemon:
                 try:
                     client.get_version()
                 except (requests.RequestException, aria2p.ClientException, ValueError):
-                    time.sleep(0.05)
+                    time.sleep(pause)
+                    pause = min(0.05, pause * 2)
                     continue
                 self.proc, self.client, self.port = proc, client, port
                 self.starts += 1
@@ -225,14 +238,16 @@ class Aria2Daemon:
     def stop(self, grace: float = 10.0) -> None:
         """Stop aria2c: SIGTERM (a forced halt that still saves control files; a few ms with the
         wake-up below, where the ``shutdown`` RPC takes 3-4 s), then SIGKILL after ``grace`` seconds."""
-        proc, client = self.proc, self.client
+        proc, client, port = self.proc, self.client, self.port
+        if self._pending is not None:  # launched, never awaited: nothing was added to it yet
+            (proc, port), self._pending = self._pending, None
         self.proc, self.client = None, None
         if proc is None:
             return
         if proc.poll() is None:
             try:
                 proc.terminate()
-                _wake(self.port)
+                _wake(port)
                 proc.wait(timeout=grace)
             except subprocess.TimeoutExpired:
                 _kill(proc)

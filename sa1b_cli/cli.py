@@ -218,26 +218,30 @@ def download(links: Path, root: Path, parts: str | None, shard: str | None, jobs
     extras = [e.name for e in links_file.extras]
     if extras and not parts:
         console.event("extras", f"also in the links file, fetched only when named with --parts: {', '.join(extras)}")
-    plan = core.plan_download(entries, links_file, paths, options, console)
-    fetch = plan.to_fetch
-    console.event(
-        "plan",
-        f"{len(plan.parts)} selected: {len(fetch)} to fetch, {sum(p.action == 'complete' for p in plan.parts)} complete, "
-        f"{sum(p.action == 'expired' for p in plan.parts)} expired, {sum(p.action == 'missing' for p in plan.parts)} missing; "
-        f"needs {human_bytes(plan.need_bytes)}{f' (+{plan.unknown_sizes} of unknown size)' if plan.unknown_sizes else ''}, "
-        f"{human_bytes(plan.free_bytes)} free; {core.expiry_message(plan)}",
-        level="warning" if any(p.action == "expired" for p in plan.parts) else "info",
-        plan=plan.to_dict() if json_output else None,
-    )
-    if dry_run:
-        rows = [[p.name, p.action, human_bytes(p.size), human_bytes(p.on_disk), p.expires_at or "-", p.reason] for p in plan.parts]
-        if not json_output:
-            console.print_table("download plan", ["part", "action", "size", "on disk", "expires", "note"], rows)
-        return ExitStatus.OK
-    core.check_disk_space(plan, options)
+    # Made before the plan, so that aria2c starts while the plan's HEAD requests run; stopped on every path.
+    daemon = None if dry_run else core.make_daemon(paths, options)
     try:
-        result = core.DownloadRun(plan, links_file, paths, options, console).run()
+        plan = core.plan_download(entries, links_file, paths, options, console, daemon)
+        fetch = plan.to_fetch
+        console.event(
+            "plan",
+            f"{len(plan.parts)} selected: {len(fetch)} to fetch, {sum(p.action == 'complete' for p in plan.parts)} complete, "
+            f"{sum(p.action == 'expired' for p in plan.parts)} expired, {sum(p.action == 'missing' for p in plan.parts)} missing; "
+            f"needs {human_bytes(plan.need_bytes)}{f' (+{plan.unknown_sizes} of unknown size)' if plan.unknown_sizes else ''}, "
+            f"{human_bytes(plan.free_bytes)} free; {core.expiry_message(plan)}",
+            level="warning" if any(p.action == "expired" for p in plan.parts) else "info",
+            plan=plan.to_dict() if json_output else None,
+        )
+        if dry_run:
+            rows = [[p.name, p.action, human_bytes(p.size), human_bytes(p.on_disk), p.expires_at or "-", p.reason] for p in plan.parts]
+            if not json_output:
+                console.print_table("download plan", ["part", "action", "size", "on disk", "expires", "note"], rows)
+            return ExitStatus.OK
+        core.check_disk_space(plan, options)
+        result = core.DownloadRun(plan, links_file, paths, options, console, daemon).run()
     finally:
+        if daemon is not None:
+            daemon.stop()
         console.close()  # stop the live view on every exit path, so the terminal is left usable
     summary = result.to_dict()
     if json_output:

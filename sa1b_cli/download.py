@@ -193,9 +193,14 @@ def _allocated_bytes(path: Path) -> int:
 
 
 def plan_download(
-    entries: list[LinkEntry], links: LinksFile, paths: RootPaths, options: DownloadOptions, reporter: Reporter
+    entries: list[LinkEntry], links: LinksFile, paths: RootPaths, options: DownloadOptions, reporter: Reporter,
+    daemon: Aria2Daemon | None = None,
 ) -> DownloadPlan:
-    """Decide per part: already complete, expired, or to fetch (with its size from a HEAD request)."""
+    """Decide per part: already complete, expired, or to fetch (with its size from a HEAD request).
+
+    ``daemon``, when given, is launched before the HEAD requests if some part needs fetching:
+    aria2c then starts while they run instead of after them.
+    """
     _check_root_writable(paths)
     now = time.time()
     parts: list[PartPlan] = []
@@ -213,6 +218,8 @@ def plan_download(
         parts.append(plan)
     by_name = {p.name: p for p in parts}
     if to_probe:
+        if daemon is not None:
+            daemon.launch()
         reporter.event("probe", f"checking {len(to_probe)} link(s) for sizes (HEAD)")
         for result in probe_links(to_probe):
             _apply_probe(by_name[result.name], result)
@@ -286,6 +293,21 @@ def check_disk_space(plan: DownloadPlan, options: DownloadOptions) -> None:
 # -- running --------------------------------------------------------------------------------
 
 
+def make_daemon(paths: RootPaths, options: DownloadOptions) -> Aria2Daemon:
+    """The aria2c daemon a download run drives (not started yet)."""
+    settings = DaemonSettings(
+        download_dir=paths.tars,
+        max_concurrent=options.jobs,
+        connections=options.connections,
+        min_split_size=options.min_split_size,
+        max_overall_speed=options.max_speed,
+        timeout_seconds=options.stall_timeout,
+        max_tries=3,
+        retry_wait_seconds=2,
+    )
+    return Aria2Daemon(settings, options.aria2c)
+
+
 @dataclass
 class _Active:
     entry: LinkEntry
@@ -312,9 +334,12 @@ class DownloadRun:
     """One execution of a plan against one aria2c daemon."""
 
     def __init__(
-        self, plan: DownloadPlan, links: LinksFile, paths: RootPaths, options: DownloadOptions, reporter: Reporter
+        self, plan: DownloadPlan, links: LinksFile, paths: RootPaths, options: DownloadOptions, reporter: Reporter,
+        daemon: Aria2Daemon | None = None,
     ) -> None:
+        """``daemon``: one made (and perhaps launched) by :func:`make_daemon` for the plan; the run stops it."""
         self.plan = plan
+        self._daemon = daemon
         self.links = links
         self.links_mtime = _mtime(Path(links.path))
         self.paths = paths
@@ -346,22 +371,14 @@ class DownloadRun:
     # The loop -------------------------------------------------------------------------------
     def run(self) -> DownloadResult:
         if not self.queue:
+            if self._daemon is not None:
+                self._daemon.stop()
             self.result.elapsed = time.monotonic() - self.started
             return self.result
-        settings = DaemonSettings(
-            download_dir=self.paths.tars,
-            max_concurrent=self.options.jobs,
-            connections=self.options.connections,
-            min_split_size=self.options.min_split_size,
-            max_overall_speed=self.options.max_speed,
-            timeout_seconds=self.options.stall_timeout,
-            max_tries=3,
-            retry_wait_seconds=2,
-        )
         workers = max(1, min(self.options.jobs, os.cpu_count() or 1))
         with LockKeeper(self.options.lock_refresh_every) as keeper, ThreadPoolExecutor(workers, thread_name_prefix="sa1b-check") as pool:
             self.keeper, self.pool = keeper, pool
-            daemon = Aria2Daemon(settings, self.options.aria2c)
+            daemon = self._daemon or make_daemon(self.paths, self.options)
             try:
                 daemon.start()
                 self.daemon = daemon
