@@ -10,6 +10,7 @@ written; only a receipt marks a part complete.
 from __future__ import annotations
 
 import errno
+import json
 import os
 import random
 import re
@@ -17,6 +18,7 @@ import shutil
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -25,6 +27,7 @@ from typing import Any
 
 import aria2p
 import requests
+import websocket  # websocket-client: aria2p's own dependency for aria2's notifications
 
 from sa1b_cli import state
 from sa1b_cli.aria2_control import read_control_file
@@ -43,6 +46,7 @@ MAX_BACKOFF_SECONDS = 300.0
 RUN_FILE_EVERY = 2.0
 _ARIA2_SIZE = re.compile(r"^(\d+)([KkMm]?)$")
 MIN_SPLIT_RANGE = (1 << 20, 1 << 30)  # what aria2c accepts for --min-split-size
+_PART_ENDED = {aria2p.NOTIFICATION_COMPLETE, aria2p.NOTIFICATION_ERROR, aria2p.NOTIFICATION_STOP}
 
 
 @dataclass
@@ -352,6 +356,8 @@ class DownloadRun:
         self.active: dict[str, _Active] = {}
         self.checks: dict[str, Future[PartOutcome]] = {}
         self.stop_event = threading.Event()
+        self.wake = threading.Event()  # set when a part completes or fails in aria2, or a check ends: poll now
+        self.sockets: list[websocket.WebSocket] = []  # aria2's notifications, one per aria2c started
         self.disk_full = False
         self.started = time.monotonic()
         self.last_run_file = 0.0
@@ -382,6 +388,7 @@ class DownloadRun:
             try:
                 daemon.start()
                 self.daemon = daemon
+                self._listen()
                 self._loop()
             except KeyboardInterrupt:
                 self.result.interrupted = True
@@ -389,6 +396,8 @@ class DownloadRun:
             finally:
                 self.stop_event.set()
                 daemon.stop()
+                for socket in self.sockets:
+                    socket.close()
                 for name, future in list(self.checks.items()):
                     try:
                         self._record(future.result())
@@ -416,8 +425,38 @@ class DownloadRun:
             self._collect_checks()
             self._report()
             if self.queue or self.active:
-                time.sleep(self.options.poll_interval)
+                self.wake.wait(self.options.poll_interval)
+                self.wake.clear()
         self._report(force=True)
+
+    def _listen(self) -> None:
+        """Wake the loop the moment aria2 says a part completed or failed, instead of at the next poll.
+
+        The WebSocket is connected here, before any part is added, so no notification can be missed;
+        aria2p parses what arrives. Events are only hints that make the loop poll now (the socket
+        dies with aria2c and is never reconnected): what happened is always read from the poll.
+        """
+        try:
+            socket = websocket.create_connection(self.daemon.api_client.ws_server, timeout=1)
+        except (OSError, websocket.WebSocketException):
+            return  # the poll timer alone, as before
+        self.sockets.append(socket)
+        threading.Thread(target=self._notifications, args=(socket,), name="sa1b-aria2-events", daemon=True).start()
+
+    def _notifications(self, socket: websocket.WebSocket) -> None:
+        while not self.stop_event.is_set():
+            try:
+                message = socket.recv()
+            except websocket.WebSocketTimeoutException:
+                continue
+            except (OSError, websocket.WebSocketException):
+                return  # aria2c stopped (or restarted: a new socket listens to the new one)
+            try:
+                notification = aria2p.Notification.get_or_raise(json.loads(message))
+            except (ValueError, aria2p.ClientException):
+                continue
+            if notification.type in _PART_ENDED:
+                self.wake.set()
 
     def _drop_lost_locks(self) -> None:
         """Another run broke our lock (we stalled past its timeout): stop writing that part at once."""
@@ -460,7 +499,7 @@ class DownloadRun:
             if complete and self._extract_pending(name):  # downloaded by an earlier run, not extracted yet
                 active = _Active(entry=self.entries[name], lock=lock, expected_size=self.sizes.get(name), status="extracting")
                 self.active[name] = active
-                self.checks[name] = self.pool.submit(self._extract_only, name)
+                self._submit(name, self._extract_only, name)
             elif complete:  # another host finished it meanwhile
                 self.keeper.release(name)
                 self._record(PartOutcome(name, "already", size=self.sizes.get(name)))
@@ -496,7 +535,7 @@ class DownloadRun:
                 active.status = "checking"
                 active.start_completed = size
                 self.reporter.event("adopt", f"{name}: checking a file found without aria2 control file")
-                self.checks[name] = self.pool.submit(self._check, name, active, True)
+                self._submit(name, self._check, name, active, True)
                 return
         elif control.exists() and not tar.exists():
             control.unlink()
@@ -555,7 +594,7 @@ class DownloadRun:
                 return
             a.expected_size = a.expected_size or total or None
             a.status = "checking"
-            self.checks[name] = self.pool.submit(self._check, name, a, False)
+            self._submit(name, self._check, name, a, False)
         elif state_name in ("error", "removed"):
             self._forget(a.gid)
             self._handle_error(name, a, str(status.get("errorCode", "")), str(status.get("errorMessage", "")))
@@ -608,12 +647,19 @@ class DownloadRun:
             raise Aria2Error(f"aria2c keeps dying (last exit code {code})")
         self.reporter.event("aria2_restart", f"aria2c stopped unexpectedly (exit code {code}); restarting it, parts resume from their control files", level="warning")
         self.daemon.restart()
+        self._listen()
         for name, a in list(self.active.items()):
             if a.status == "active":
                 a.gid = ""
                 self._start(name, a)
 
     # Checking -------------------------------------------------------------------------------
+    def _submit(self, name: str, work: Callable[..., PartOutcome], *args: Any) -> None:
+        """Run a check (or extraction) in the pool; its end wakes the loop, which hands the part on at once."""
+        future = self.pool.submit(work, *args)
+        future.add_done_callback(lambda _future: self.wake.set())
+        self.checks[name] = future
+
     def _check(self, name: str, a: _Active, adopting: bool) -> PartOutcome:
         """Runs in a worker thread: read the part to its end, then write its receipt (and extract)."""
         tar = self.paths.tar(name)

@@ -1,4 +1,4 @@
-"""aria2c launched early (while the plan's HEAD requests run) is always awaited or stopped, never leaked."""
+"""The download loop around aria2c: launched early (while the HEAD requests run), never leaked, woken by events."""
 
 from __future__ import annotations
 
@@ -65,4 +65,20 @@ def test_plan_launches_the_daemon_only_when_something_is_fetched(
     plan = plan_download(links.parts, links, paths, options, reporter, again)
     assert not plan.to_fetch and not aria2c_pids(root), "a complete set starts no aria2c"
     assert DownloadRun(plan, links, paths, options, reporter, again).run().count("already") == len(small_parts)
+    assert _gone(root)
+
+
+def test_the_loop_is_woken_by_aria2_and_by_finished_checks_not_only_by_its_timer(
+    small_parts: list[PartInfo], cdn: FakeCDN, links_file: Path, tmp_path: Path
+) -> None:
+    """With a poll timer of an hour, the run can only end if aria2's notifications and the end of each
+    check wake the loop: every part must still be downloaded, checked and receipted."""
+    root = tmp_path / "root"
+    paths, options, reporter = RootPaths(root), DownloadOptions(poll_interval=3600.0), NullReporter()
+    links = parse_links(links_file)
+    plan = plan_download(links.parts, links, paths, options, reporter)
+    result = DownloadRun(plan, links, paths, options, reporter).run()
+    assert result.count("complete") == len(small_parts)
+    for part in small_parts:
+        assert paths.receipt("download", part.name).exists()
     assert _gone(root)
