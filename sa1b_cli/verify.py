@@ -426,11 +426,18 @@ def _scan_folder(target: int | str, folder: str, accepts: str, expected_sizes: d
     found.newest_mtime, found.newest_ctime = newest_mtime, newest_ctime
 
 
+_FILE_KINDS = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
+               (stat.S_ISBLK, "a block device"))
+
+
 def _why_extra(name: str, info: os.stat_result, accepts: str) -> str:
     if stat.S_ISDIR(info.st_mode):
         return "a folder"
     parsed = _parse_name(name)
-    if parsed is None or not stat.S_ISREG(info.st_mode):
+    if not stat.S_ISREG(info.st_mode):
+        kind = next((text for test, text in _FILE_KINDS if test(info.st_mode)), "not a regular file")
+        return f"named like an SA-1B file but {kind}" if parsed else f"not an SA-1B image or annotation ({kind})"
+    if parsed is None:
         return "not an SA-1B image or annotation"
     return f"does not belong in the {accepts} folder"
 

@@ -264,6 +264,21 @@ def test_extra_files_and_wrong_totals(root: Path) -> None:
     assert report.exit_status == ExitStatus.INCOMPLETE
 
 
+def test_a_fifo_named_like_an_image_is_named_as_such(tmp_path: Path, master: Path) -> None:
+    """Never opened (a read would block); reported as what it is, and its partner as unpaired."""
+    root = tmp_path / "fifo"
+    with tarfile.open(sorted((master / "tars").glob("*.tar"))[0]) as archive:
+        archive.extractall(root / "extracted", filter="data")
+    image = root / "extracted" / "sa_1.jpg"
+    image.unlink()
+    os.mkfifo(image)
+    report = run(root, deep=True)
+    (extra,) = find(report, "extra-file")
+    assert extra.path == str(image) and extra.message == "extra: named like an SA-1B file but a FIFO"
+    assert [p.path for p in find(report, "missing-image")] == [str(image)]
+    assert report.exit_status != ExitStatus.OK
+
+
 def test_unpaired_files_without_manifest_or_receipts(tmp_path: Path, master: Path) -> None:
     """Parts unpacked by hand with tar: pairs and counts are still checked, from the files alone."""
     root = tmp_path / "by_hand"
