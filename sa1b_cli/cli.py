@@ -501,6 +501,9 @@ def demo_command(directory: Path | None, part_count: int, pairs: int, json_outpu
 @env_option("--expected", type=click.IntRange(min=0), default=None, show_default=False,
             help="Pairs the checked parts must hold in total. Without --parts it also limits the check to the parts "
             "present (default: the whole dataset, 1,000 parts, 11,185,362 pairs).")
+@env_option("--rescan", is_flag=True, default=False,
+            help="List and stat every file even in parts whose folders are unchanged since their last verify "
+            "(finds a file rewritten or truncated in place; O(files) instead of O(parts)).")
 @env_option("--force", is_flag=True, default=False, help="Check everything again, ignoring earlier verify receipts.")
 @env_option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
             help="Also write the full report (every part, every problem listed) as JSON to this file.")
@@ -508,16 +511,18 @@ def demo_command(directory: Path | None, part_count: int, pairs: int, json_outpu
 @output_options
 @handles_errors
 def verify_command(root: Path, parts: str | None, shard: str | None, deep: bool, tars: bool, checksums: Path | None,
-                   expected: int | None, force: bool, report_path: Path | None, jobs: int, json_output: bool,
-                   quiet: bool, log_interval: float) -> ExitStatus:
+                   expected: int | None, rescan: bool, force: bool, report_path: Path | None, jobs: int,
+                   json_output: bool, quiet: bool, log_interval: float) -> ExitStatus:
     """Tell whether the dataset under ROOT is whole and sound; never changes a dataset file.
 
     Quick (default): every image has its annotation and vice versa, no file is missing, empty or
     changed in size since extraction, nothing extra, and the counts match the receipts and the
     dataset (11,185,362 pairs). --deep reads every file: each annotation parses and follows the
     SA-1B schema, each mask's RLE is valid and matches the image size, area and bbox, and each
-    JPEG is whole and as large as its annotation says. Results are kept per part: a rerun only
-    re-reads parts whose files changed (--force re-reads all).
+    JPEG is whole and as large as its annotation says. Results are kept per part: a rerun skips
+    parts whose folders are unchanged (no file added, removed or renamed) without listing them,
+    lists the others and re-reads only files that changed. --rescan lists every part (also finds
+    a file rewritten in place); --force re-reads all.
 
     \b
     Examples:
@@ -543,7 +548,7 @@ def verify_command(root: Path, parts: str | None, shard: str | None, deep: bool,
     names = select_names(core.known_part_names(paths), parts, shard_spec) if parts or shard_spec else None
     console = make_console(json_output, quiet, log_interval)
     report = core.verify_dataset(paths, parts=names, deep=deep, tars=tars, checksums=checksums, expected=expected,
-                                 jobs=jobs, force=force, reporter=console)
+                                 jobs=jobs, force=force, rescan=rescan, reporter=console)
     console.close()
     if report_path is not None:
         try:

@@ -22,12 +22,18 @@ Work runs in a process pool: one scan task per part (or per folder) and, for
 deep checks, tasks of ``CHUNK_PAIRS`` pairs. The parent holds only per-part
 results with capped problem lists, so 11 million files never sit in memory.
 
-Incremental: a part's result is kept in its verify receipt together with a
-fingerprint of its files (count, total size, newest mtime and ctime, the folder's
-mtime), taken from the ``stat`` the quick check makes anyway. A rerun re-lists the
-files (O(files) ``stat``, no reads) and reuses the receipt's deep findings when the
-fingerprint and level still hold; a fingerprint from folder mtimes alone would be
-O(parts) but would miss a file rewritten or truncated in place.
+Incremental, in three tiers: a part's result is kept in its verify receipt with
+- a stamp of its folders (and manifest): inode, mtime and ctime, which change when
+  a file is added, removed or renamed there. A rerun whose stamps still match
+  reuses the receipt without listing a file: O(parts), seconds for the whole
+  dataset. Stamps taken within ``STAMP_SETTLE_NS`` of a folder's last change are not
+  kept (a further change could carry the same coarse timestamp).
+- a fingerprint of its files (count, total size, newest mtime and ctime), from the
+  ``stat`` the quick check makes anyway. ``rescan`` (or a changed stamp) lists the
+  files again (O(files) ``stat``, no reads) and reuses the deep findings while the
+  fingerprint holds: this also finds a file rewritten or truncated in place, which
+  leaves its folder's stamp as it was.
+- ``force`` reads everything again.
 """
 
 from __future__ import annotations
@@ -66,6 +72,7 @@ from sa1b_cli.paths import RootPaths
 FULL_DATASET_PAIRS = 11_185_362
 FULL_DATASET_PARTS = 1000
 CHECK_VERSION = 1  # bump when the checks change: older receipts then no longer count
+STAMP_SETTLE_NS = 10 * 10**9  # folder stamps younger than this are not trusted (coarse timestamps, clock skew)
 MAX_LISTED = 100  # problems kept per part (all are counted)
 CHUNK_PAIRS = 500  # pairs per deep-check task: about a second of work
 # Masks of several annotation files are decoded in one numpy pass, up to about this much
@@ -172,6 +179,7 @@ class PartResult:
     status: str = OK
     level: str | None = None  # the level the files were checked at; None when there were none
     cached: bool = False  # True: file contents were not read again; the verify receipt still held
+    listed: bool = False  # True: the files were listed (and stat'ed) in this run; False: folders unchanged
     images: int = 0
     annotations: int = 0
     expected: int | None = None  # pairs expected
@@ -189,7 +197,7 @@ class PartResult:
     def to_dict(self) -> dict[str, Any]:
         return {
             "part": self.name, "path": self.path, "status": self.status, "ok": self.ok, "level": self.level,
-            "cached": self.cached, "images": self.images, "annotations": self.annotations,
+            "cached": self.cached, "listed": self.listed, "images": self.images, "annotations": self.annotations,
             "expected": self.expected, "expected_from": self.expected_from,
             "pairs_checked": self.pairs_checked, "masks_checked": self.masks_checked,
             "problems": [p.to_dict() for p in self.problems.listed], "problems_total": self.problems.total,
@@ -242,6 +250,7 @@ class VerifyReport:
             "root": self.root, "layout": self.layout, "level": self.level, "tars": self.tars,
             "ok": self.exit_status == ExitStatus.OK, "exit_code": int(self.exit_status),
             "parts": len(self.parts), "statuses": counts, "cached": sum(p.cached for p in self.parts),
+            "listed": sum(p.listed for p in self.parts),
             "images": self.images, "annotations": self.annotations, "expected_total": self.expected_total,
             "pairs_checked": sum(p.pairs_checked for p in self.parts),
             "masks_checked": sum(p.masks_checked for p in self.parts),
@@ -296,6 +305,7 @@ class Listing:
     fingerprint: dict[str, int]
     problems: Problems
     used_manifest: bool
+    listed: bool = False  # set when it comes from listing the files in this run, not from a receipt
 
 
 class _Collector:
@@ -907,6 +917,7 @@ class _Unit:
     tar_path: str | None = None
     previous: dict[str, Any] | None = None  # the last verify receipt
     receipt_name: str | None = None  # where results are cached; None: not cached
+    stamp_paths: list[str] = field(default_factory=list)  # folders (and manifest) whose stamp stands for the files
 
 
 def known_part_names(paths: RootPaths) -> list[str]:
@@ -984,10 +995,12 @@ def _plan(paths: RootPaths, names: list[str], selected: bool, expected: int | No
                 manifest = str(locations.manifest) if extract and locations.manifest.exists() else None
                 unit.scan = (list_folders, ([(unit.path, "both")], manifest))
                 unit.receipt_name = name
+                unit.stamp_paths = [unit.path] + ([manifest] if manifest else [])
         elif extract is not None and locations.manifest.exists():
             unit.path = str(locations.manifest)
             unit.scan = (list_manifest, (unit.path, unit.image_dir, unit.annotation_dir, layout))
             unit.receipt_name = name
+            unit.stamp_paths = list(dict.fromkeys([unit.path, unit.image_dir, unit.annotation_dir]))
         units.append(unit)
     if layout in ("split", "flat") and not any(u.scan for u in units):
         units.extend(_whole_folder_unit(paths, layout, receipts["verify"].get(ALL_UNIT)))
@@ -1003,7 +1016,8 @@ def _whole_folder_unit(paths: RootPaths, layout: str, previous: dict[str, Any] |
     if not any(os.path.isdir(folder) for folder, _ in folders):
         return []
     return [_Unit(name=ALL_UNIT, path=", ".join(f for f, _ in folders), scan=(list_folders, (folders, None)),
-                  image_dir=folders[0][0], annotation_dir=folders[-1][0], previous=previous, receipt_name=ALL_UNIT)]
+                  image_dir=folders[0][0], annotation_dir=folders[-1][0], previous=previous, receipt_name=ALL_UNIT,
+                  stamp_paths=[f for f, _ in folders])]
 
 
 def _shared_folders(paths: RootPaths, layout: str) -> list[tuple[str, str]]:
@@ -1077,12 +1091,13 @@ class _Open:
     cached: bool = False
     level: str | None = None
     tar: TarResult | None = None
+    stamp: list[list[int]] | None = None  # of the unit's folders, taken before listing them
 
 
 class _Run:
     """Schedules the tasks of all parts over one executor with bounded work in flight."""
 
-    def __init__(self, executor: Executor, jobs: int, deep: bool, tars: bool, force: bool,
+    def __init__(self, executor: Executor, jobs: int, deep: bool, tars: bool, force: bool, rescan: bool,
                  checksums: dict[str, str] | None, downloads: dict[str, dict[str, Any]], reporter: Reporter,
                  total_files: int | None) -> None:
         self.executor = executor
@@ -1090,6 +1105,7 @@ class _Run:
         self.level = DEEP if deep else QUICK
         self.tars = tars
         self.force = force
+        self.rescan = rescan or force
         self.checksums = checksums
         self.downloads = downloads
         self.reporter = reporter
@@ -1131,7 +1147,13 @@ class _Run:
         part = _Open(unit, time.monotonic())
         self.open_parts += 1
         if unit.scan is not None:
-            self._queue(unit.scan[0], unit.scan[1], "scan", part)
+            part.stamp = _folder_stamp(unit.stamp_paths)
+            unchanged = None if self.rescan else _unchanged_listing(unit.previous, part.stamp, self.level)
+            if unchanged is not None:
+                part.listing = unchanged
+                self._reuse(part, files=unchanged.files)
+            else:
+                self._queue(unit.scan[0], unit.scan[1], "scan", part)
         if self.tars and unit.tar_path is not None:
             key = _tar_key(unit.tar_path, self.downloads.get(unit.name), self._listed_md5(unit.name))
             cached = _cached_tar(unit.previous, key, self.force)
@@ -1155,6 +1177,7 @@ class _Run:
             self.progress.advance(0, result.size or 0)
         elif kind == "scan":
             part.listing = result
+            result.listed = True
             self._after_scan(part, result)
         else:
             assert part.deep is not None
@@ -1165,15 +1188,8 @@ class _Run:
             self.progress.advance(2 * result.pairs, result.bytes)
 
     def _after_scan(self, part: _Open, listing: Listing) -> None:
-        previous = part.unit.previous
-        if not self.force and _receipt_holds(previous, listing, self.level):
-            assert previous is not None
-            part.cached = True
-            part.level = str(previous["level"])
-            if part.level == DEEP:
-                part.deep = ChunkResult(int(previous.get("pairs_checked", 0)), int(previous.get("masks_checked", 0)), 0,
-                                        Problems.from_dict(previous.get("deep_problems")))
-            self.progress.advance(listing.files)
+        if not self.force and _receipt_holds(part.unit.previous, listing, self.level):
+            self._reuse(part, files=listing.files)
             return
         part.level = self.level
         if self.level == QUICK:
@@ -1183,6 +1199,17 @@ class _Run:
         for start in range(0, len(listing.paired), CHUNK_PAIRS):
             chunk = listing.paired[start:start + CHUNK_PAIRS]
             self._queue(check_pairs, (part.unit.image_dir, part.unit.annotation_dir, chunk), "pairs", part)
+
+    def _reuse(self, part: _Open, files: int) -> None:
+        """The part's verify receipt still holds: take its findings instead of reading files."""
+        previous = part.unit.previous
+        assert previous is not None
+        part.cached = True
+        part.level = str(previous["level"])
+        if part.level == DEEP:
+            part.deep = ChunkResult(int(previous.get("pairs_checked", 0)), int(previous.get("masks_checked", 0)), 0,
+                                    Problems.from_dict(previous.get("deep_problems")))
+        self.progress.advance(files)
 
     def _finish(self, part: _Open, paths: RootPaths) -> PartResult:
         self.open_parts -= 1
@@ -1200,7 +1227,7 @@ class _Run:
                 text = "no extracted files and no tar"
             result.problems.add(Problem(unit.path, kind, text))
         else:
-            result.images, result.annotations = listing.images, listing.annotations
+            result.images, result.annotations, result.listed = listing.images, listing.annotations, listing.listed
             result.problems.merge(listing.problems)
             if not listing.used_manifest:
                 _check_counts(result, unit.path)
@@ -1213,7 +1240,8 @@ class _Run:
         result.seconds = time.monotonic() - part.started
         try:
             if unit.receipt_name is not None and listing is not None:
-                if not part.cached or (part.tar is not None and not part.tar.cached):
+                if not part.cached or (part.tar is not None and not part.tar.cached) \
+                        or (part.unit.previous or {}).get("folder_stamp") != part.stamp:
                     _write_verify_receipt(paths, unit.receipt_name, result, listing, part)
             elif listing is None and unit.previous is not None:
                 state.remove_receipt(paths, "verify", unit.name)  # its files are gone: the old verdict no longer holds
@@ -1276,6 +1304,41 @@ def _receipt_holds(previous: dict[str, Any] | None, listing: Listing, level: str
     )
 
 
+def _folder_stamp(paths: Sequence[str]) -> list[list[int]] | None:
+    """Inode, mtime and ctime of each folder (or manifest): they change when a file is added,
+    removed or renamed there. None when one cannot be stat'ed or changed within the last
+    ``STAMP_SETTLE_NS`` (a later change could then leave the same coarse timestamp)."""
+    horizon = time.time_ns() - STAMP_SETTLE_NS
+    stamp = []
+    for path in paths:
+        try:
+            info = os.stat(path)
+        except OSError:
+            return None
+        if max(info.st_mtime_ns, info.st_ctime_ns) > horizon:
+            return None
+        stamp.append([info.st_ino, info.st_mtime_ns, info.st_ctime_ns])
+    return stamp or None
+
+
+def _unchanged_listing(previous: dict[str, Any] | None, stamp: list[list[int]] | None, level: str) -> Listing | None:
+    """The listing a verify receipt recorded, when its folders are stamped exactly as now."""
+    if (stamp is None or not isinstance(previous, dict) or previous.get("folder_stamp") != stamp
+            or previous.get("check_version") != CHECK_VERSION
+            or LEVEL_RANK.get(previous.get("level"), 0) < LEVEL_RANK[level]):  # type: ignore[arg-type]
+        return None
+    recorded = previous.get("listing")
+    if not isinstance(recorded, dict):
+        return None
+    try:
+        return Listing(paired=np.empty(0, dtype=np.int64), images=int(previous["images"]),
+                       annotations=int(previous["annotations"]), files=int(recorded["files"]),
+                       bytes=int(recorded["bytes"]), fingerprint=previous["fingerprint"],
+                       problems=Problems.from_dict(recorded["problems"]), used_manifest=bool(recorded["used_manifest"]))
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
 def _tar_key(tar_path: str, download: dict[str, Any] | None, listed_md5: str | None) -> dict[str, Any]:
     try:
         info = os.stat(tar_path)
@@ -1300,7 +1363,9 @@ def _cached_tar(previous: dict[str, Any] | None, key: dict[str, Any], force: boo
 def _write_verify_receipt(paths: RootPaths, name: str, result: PartResult, listing: Listing, part: _Open) -> None:
     record: dict[str, Any] = {
         "part": name, "ok": result.ok, "status": result.status, "level": part.level,
-        "check_version": CHECK_VERSION, "fingerprint": listing.fingerprint,
+        "check_version": CHECK_VERSION, "fingerprint": listing.fingerprint, "folder_stamp": part.stamp,
+        "listing": {"files": listing.files, "bytes": listing.bytes, "used_manifest": listing.used_manifest,
+                    "problems": listing.problems.to_dict()},
         "images": result.images, "annotations": result.annotations, "expected": result.expected,
         "pairs_checked": result.pairs_checked, "masks_checked": result.masks_checked,
         "problems": [str(p) for p in result.problems.listed], "problems_total": result.problems.total,
@@ -1343,12 +1408,15 @@ def verify_dataset(
     expected: int | None = None,
     jobs: int | None = None,
     force: bool = False,
+    rescan: bool = False,
     reporter: Reporter | None = None,
 ) -> VerifyReport:
     """Check the dataset under ``paths``; never changes dataset files (only verify receipts).
 
     ``parts``: part names to check (None: the whole dataset, or with ``expected``
     the parts present). ``checksums``: an md5sum-format list; implies ``tars``.
+    ``rescan``: list every part's files even where its folders are unchanged since its
+    verify receipt; ``force``: also read every file again (see the module docstring).
     Raises UsageError for bad part names, InputFileError for a bad checksum list,
     LayoutError for a damaged layout record.
     """
@@ -1377,7 +1445,7 @@ def verify_dataset(
     total_pairs = plan.expected_total or (sum(k for k in known if k) if known and all(known) else None)
     downloads = state.list_receipts(paths, "download")
     with _make_executor(jobs) as executor:
-        run = _Run(executor, jobs, deep, tars, force, listed, downloads, reporter,
+        run = _Run(executor, jobs, deep, tars, force, rescan, listed, downloads, reporter,
                    2 * total_pairs if total_pairs else None)
         try:
             report.parts = run.run(plan.units, paths)

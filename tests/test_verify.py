@@ -6,6 +6,7 @@ import io
 import os
 import shutil
 import tarfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from sa1b_cli import state
+from sa1b_cli import state, verify
 from sa1b_cli.cli import cli
 from sa1b_cli.errors import ExitStatus
 from sa1b_cli.extract import extract_parts
@@ -338,6 +339,54 @@ def test_second_run_uses_receipts_until_a_file_changes(root: Path) -> None:
     assert [p.cached for p in third.parts] == [True, True, False]
     assert find(third, "jpeg")[0].path == str(jpg)
     assert run(root, deep=True, force=True).parts[0].cached is False
+
+
+def _after_a_clock_tick() -> None:
+    """File systems stamp with a coarse clock (a few ms): let a change land in a later tick than the stamp."""
+    time.sleep(0.05)
+
+
+def test_unchanged_folders_are_not_listed_again(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """O(parts): a rerun reuses receipts by folder stamp alone; an added file changes its folder's
+    stamp; a file truncated in place does not (its folder is untouched): --rescan finds it."""
+    monkeypatch.setattr(verify, "STAMP_SETTLE_NS", 0)  # the copies were just made: trust their stamps at once
+    first = run(root, deep=True)
+    assert all(p.listed and not p.cached for p in first.parts) and first.exit_status == ExitStatus.OK
+    second = run(root, deep=True)
+    assert all(p.cached and not p.listed for p in second.parts)
+    assert second.summary()["pairs_checked"] == TOTAL and second.summary()["listed"] == 0
+    assert second.exit_status == ExitStatus.OK
+
+    _after_a_clock_tick()
+    (part_dir(root, 1) / "notes.txt").write_text("hello")
+    third = run(root, deep=True)
+    assert [p.listed for p in third.parts] == [False, True, False]
+    assert [p.path for p in find(third, "extra-file")] == [str(part_dir(root, 1) / "notes.txt")]
+
+    jpg, _ = first_pair(root, 2)
+    truncate_file(jpg, -50)
+    assert run(root, deep=True).exit_status == ExitStatus.INCOMPLETE  # only the extra file: part 2 not listed
+    rescan = run(root, deep=True, rescan=True)
+    assert all(p.listed for p in rescan.parts)
+    assert [p.path for p in find(rescan, "size-changed")] == [str(jpg)]
+    assert find(rescan, "jpeg")[0].path == str(jpg)  # the changed file was read again
+    assert rescan.exit_status == ExitStatus.CORRUPT
+
+
+def test_folders_changed_moments_ago_are_always_listed(root: Path) -> None:
+    """A stamp taken right after a change could match a later change in the same clock tick: not kept."""
+    run(root)
+    again = run(root)
+    assert all(p.listed and p.cached for p in again.parts)
+    receipt = state.list_receipts(RootPaths(root), "verify")["sa_000000.tar"]
+    assert receipt["folder_stamp"] is None
+
+
+def test_cli_rescan_option(root: Path) -> None:
+    result = CliRunner().invoke(cli, ["verify", "-d", str(root), "--expected", str(TOTAL), "--rescan", "--json", "-j", "1"])
+    assert result.exit_code == 0, result.output
+    summary = orjson.loads(result.output.strip().splitlines()[-1])
+    assert summary["listed"] == 3
 
 
 def test_a_quick_receipt_does_not_satisfy_a_deep_check(root: Path) -> None:
