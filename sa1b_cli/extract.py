@@ -495,6 +495,7 @@ class _TarWalker:
                     raise _PartFailed(_write_error(target, exc)) from None
                 left -= n
                 self.offset += n
+            _start_writeback(fd)
         finally:
             os.close(fd)
         self._skip(-size % BLOCK)
@@ -963,12 +964,31 @@ def _link_error(source: Path, target: Path, exc: OSError) -> str:
     return f"cannot link {source} to {target}: {exc}"
 
 
+def _libc_function(name: str) -> Callable[..., int] | None:
+    try:
+        return getattr(ctypes.CDLL(None, use_errno=True), name)
+    except (OSError, AttributeError):
+        return None
+
+
+_sync_file_range = _libc_function("sync_file_range")
+if _sync_file_range is not None:
+    _sync_file_range.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+_SYNC_FILE_RANGE_WRITE = 2
+
+
+def _start_writeback(fd: int) -> None:
+    """Have the kernel start writing a finished file to disk now, without waiting for it (Linux
+    ``sync_file_range``): the disk then works while later members are inflated, and the
+    ``syncfs`` before the receipt finds little left to do. A no-op elsewhere."""
+    if _sync_file_range is not None:
+        _sync_file_range(fd, 0, 0, _SYNC_FILE_RANGE_WRITE)
+
+
 def _sync_filesystem(directory: Path) -> None:
     """Flush the file system holding ``directory`` (Linux ``syncfs``; ``os.sync`` elsewhere)."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        syncfs = libc.syncfs
-    except (OSError, AttributeError):
+    syncfs = _libc_function("syncfs")
+    if syncfs is None:
         os.sync()
         return
     fd = os.open(directory, os.O_RDONLY)
