@@ -83,12 +83,11 @@ static int mask_stats_one(const unsigned char *s, Py_ssize_t len, int64_t h, int
     const int64_t pixels = h * w;
     const unsigned char *p = s, *const end = s + len;
     int bad = 0;
-    int64_t negative = 0;   /* ORed runs: the sign bit says one was negative */
-    int64_t empty_ones = 0; /* set when a run of ones is empty */
+    int64_t negative = 0; /* ORed runs (runs of ones less one): the sign bit says one was negative, or empty */
     /* Counts 0, 1 and 2 are stored as they are: the first zeros start no chain. */
     int64_t zeros = 0, ones = 0, chain_zeros = 0, chain_zeros_next = 0;
-    int64_t total = 0, area = 0;
-    int64_t x = 0, y = 0; /* column and row of the next pixel */
+    int64_t area = 0;
+    int64_t x = 0, y = 0; /* column and row of the next pixel: x * h + y pixels so far */
     int64_t x_min = INT64_MAX, x_max = 0, y_min = INT64_MAX, y_max = -1;
     int spans = 0; /* some run of ones crosses into another column: y covers the full height */
     while (p < end) {
@@ -96,7 +95,6 @@ static int mask_stats_one(const unsigned char *s, Py_ssize_t len, int64_t h, int
         chain_zeros = chain_zeros_next;
         chain_zeros_next = -1;
         negative |= zeros;
-        total += zeros;
         y += zeros;
         if (y >= h) { /* mostly into the next column */
             y -= h;
@@ -109,9 +107,7 @@ static int mask_stats_one(const unsigned char *s, Py_ssize_t len, int64_t h, int
         if (p == end)
             break; /* a trailing run of zeros */
         ones = next_number(&p, &bad) + ones;
-        negative |= ones;
-        empty_ones |= ones == 0;
-        total += ones;
+        negative |= ones - 1;
         area += ones;
         const int64_t last_row = y + ones - 1; /* the run's last pixel, counted from column x */
         x_min = x < x_min ? x : x_min;
@@ -128,7 +124,7 @@ static int mask_stats_one(const unsigned char *s, Py_ssize_t len, int64_t h, int
             y %= h;
         }
     }
-    if (bad || negative < 0 || empty_ones || total != pixels)
+    if (bad || negative < 0 || x * h + y != pixels)
         return 0;
     *area_out = area;
     if (area == 0) { /* no run of ones: pycocotools gives [0, 0, 0, 0] */
