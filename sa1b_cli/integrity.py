@@ -10,6 +10,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import os
 import queue
 import re
 import tarfile
@@ -142,14 +143,24 @@ def check_part(path: Path, on_bytes: Callable[[int], None] | None = None) -> Par
     broken tar header, missing end of archive).
     """
     with open(path, "rb", buffering=0) as raw_file:
-        head = raw_file.read(2)
-        raw_file.seek(0)
-        compressed = head == GZIP_MAGIC
-        hashing = HashingReader(raw_file, on_bytes)  # type: ignore[arg-type]
-        buffered = io.BufferedReader(hashing, buffer_size=CHUNK)
-        check = PartCheck(size=0, md5="", sha256="", compressed=compressed)
+        return _check_raw(raw_file, on_bytes, _inflating_reader)  # type: ignore[arg-type]
+
+
+def _check_raw(
+    raw_file: BinaryIO, on_bytes: Callable[[int], None] | None, inflate: Callable[[IO[bytes]], IO[bytes]]
+) -> PartCheck:
+    """The check itself, over any raw reader that can go back to its start once (after the magic bytes)."""
+    head = b""
+    while len(head) < 2 and (more := raw_file.read(2 - len(head))):
+        head += more
+    raw_file.seek(0)
+    compressed = head == GZIP_MAGIC
+    hashing = HashingReader(raw_file, on_bytes)
+    buffered = io.BufferedReader(hashing, buffer_size=CHUNK)
+    check = PartCheck(size=0, md5="", sha256="", compressed=compressed)
+    try:
         try:
-            stream = _inflating_reader(buffered) if compressed else buffered
+            stream = inflate(buffered) if compressed else buffered
             _walk_tar(stream, check)
             while stream.read(CHUNK):  # past the end-of-archive blocks: the gzip CRC is checked at EOF
                 pass
@@ -157,11 +168,144 @@ def check_part(path: Path, on_bytes: Callable[[int], None] | None = None) -> Par
             raise ArchiveError(_describe(exc, compressed)) from None
         buffered.read()
         hashing.drain()
-        check.size = hashing.count
-        check.md5, check.sha256 = hashing.hasher.finish()
-        if check.members == 0:
-            raise ArchiveError("archive holds no members")
+    finally:
+        md5, sha256 = hashing.hasher.finish()  # also ends the hash threads when the check failed
+    check.size = hashing.count
+    check.md5, check.sha256 = md5, sha256
+    if check.members == 0:
+        raise ArchiveError("archive holds no members")
+    return check
+
+
+class StreamAborted(Exception):
+    """The part is being fetched again (or the run stops): what was read so far no longer counts."""
+
+
+class GrowingFile(io.RawIOBase):
+    """A part file aria2c is still writing, readable only up to the length known to be written.
+
+    The caller (which sees aria2's piece bitfield) raises that length with :meth:`advance` and
+    gives the final size with :meth:`finish`; reads block until bytes are known to be there.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd: int | None = None
+        self._identity: tuple[int, int] | None = None
+        self._pos = 0
+        self._ready = 0
+        self._final: int | None = None
+        self._aborted = False
+        self._cond = threading.Condition()
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        if whence != io.SEEK_SET or offset < 0:
+            raise io.UnsupportedOperation("a growing file seeks only to absolute offsets")
+        self._pos = offset
+        return offset
+
+    def tell(self) -> int:
+        return self._pos
+
+    def advance(self, ready: int) -> None:
+        """The first ``ready`` bytes of the file are written (complete pieces, no disk cache in between)."""
+        with self._cond:
+            if ready > self._ready:
+                self._ready = ready
+                self._cond.notify_all()
+
+    def finish(self, size: int) -> None:
+        """The file is complete at ``size`` bytes: read to there, then end of file."""
+        with self._cond:
+            self._final = self._ready = size
+            self._cond.notify_all()
+
+    def abort(self) -> None:
+        with self._cond:
+            self._aborted = True
+            self._cond.notify_all()
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        with self._cond:
+            while not self._aborted and self._pos >= self._ready and self._final is None:
+                self._cond.wait()
+            if self._aborted:
+                raise StreamAborted()
+            limit = min(len(buffer), self._ready - self._pos)
+        if limit <= 0:
+            return 0  # at the final size
+        if self._fd is None:
+            self._fd = os.open(self.path, os.O_RDONLY)
+            st = os.fstat(self._fd)
+            self._identity = (st.st_dev, st.st_ino)
+        n = os.preadv(self._fd, [memoryview(buffer)[:limit]], self._pos)
+        if n <= 0:
+            raise OSError(f"{self.path.name}: the file is shorter than the bytes aria2 reported written")
+        self._pos += n
+        return n
+
+    def same_file(self) -> bool:
+        """Is the path still the file that was read (not deleted or replaced meanwhile)?"""
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return False
+        return self._identity == (st.st_dev, st.st_ino)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        super().close()
+
+
+class StreamingCheck:
+    """:func:`check_part` run while aria2c downloads the part, on the bytes known to be written.
+
+    A thread reads each newly completed prefix as it grows (from the page cache, where aria2c
+    just wrote it), so the check ends soon after the last byte. :meth:`result` gives the check, or
+    None whenever it cannot be trusted (read error, aborted, file replaced, any archive error):
+    the caller then runs the full :func:`check_part` after completion, which also names the fault.
+    """
+
+    def __init__(self, path: Path, on_bytes: Callable[[int], None] | None = None) -> None:
+        self.file = GrowingFile(path)
+        self._on_bytes = on_bytes
+        self._check: PartCheck | None = None
+        self._thread = threading.Thread(target=self._run, name=f"sa1b-stream-{path.name}", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            # Inflate in this thread: ISA-L's threaded reader polls its queue 100 times a second,
+            # for the whole download while it waits for bytes; the parts streamed at once run in parallel.
+            self._check = _check_raw(self.file, self._on_bytes, lambda raw: open_decompressed(raw, True))  # type: ignore[arg-type]
+        except BaseException:  # noqa: BLE001 - any doubt falls back to the full check after completion
+            self._check = None
+        finally:
+            self.file.close()
+
+    def advance(self, ready: int) -> None:
+        self.file.advance(ready)
+
+    def result(self, size: int) -> PartCheck | None:
+        """The part is complete at ``size`` bytes: finish reading it; its check, or None (run check_part)."""
+        self.file.finish(size)
+        self._thread.join()
+        check = self._check
+        if check is None or check.size != size or not self.file.same_file():
+            return None
         return check
+
+    def abort(self) -> None:
+        """Stop reading; the thread ends on its own (nothing waits for it)."""
+        self.file.abort()
 
 
 def _inflating_reader(raw: IO[bytes]) -> IO[bytes]:
