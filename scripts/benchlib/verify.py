@@ -54,7 +54,6 @@ class VerifyBench(BenchBase):
 
     def bench_verify(self) -> Section:
         from sa1b_cli import rle
-        from sa1b_cli import verify as verify_core
 
         p = self.profile
         cores = os.cpu_count() or 1
