@@ -314,8 +314,10 @@ def make_daemon(paths: RootPaths, options: DownloadOptions) -> Aria2Daemon:
         timeout_seconds=options.stall_timeout,
         max_tries=3,
         retry_wait_seconds=2,
-        # A piece aria2 reports complete must be in the file when the streaming check reads it:
-        # no write cache in between (measured: no throughput cost on loopback).
+        # A piece aria2 reports complete must be in the file when the streaming check reads it. aria2
+        # flushes a piece's write cache before it marks the piece complete (completeSegment in
+        # src/DownloadCommand.cc); with no cache at all that holds whatever aria2 does inside
+        # (measured: no throughput cost on loopback, 193 vs 192 MiB/s at 25 MB/s per connection).
         disk_cache="0" if options.check_while_downloading else DaemonSettings.disk_cache,
     )
     return Aria2Daemon(settings, options.aria2c)
