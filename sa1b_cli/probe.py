@@ -5,9 +5,6 @@ expired links before aria2c is started). One HEAD per link, falling back to a
 one-byte ranged GET when the server refuses HEAD (405, 501, or 403: some signed URLs
 are valid for GET only, and the GET's body says why) or gives no size. Full URLs are
 never put in a message: they carry the signature.
-
-Requests go through ``requests``: aria2p loads it anyway, so ``download`` pays for one
-HTTP client's import and set-up, not two (httpx cost ~0.25 s of CPU per run here).
 """
 
 from __future__ import annotations
@@ -20,8 +17,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-import requests
-from requests.adapters import HTTPAdapter
+import httpx
 
 from sa1b_cli import __version__
 from sa1b_cli.links import LinkEntry, redact_text, redact_url
@@ -79,10 +75,14 @@ def probe_links(
     entries = list(entries)
     if not entries:
         return []
-    with _session(concurrency) as client:
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    headers = {"User-Agent": f"sa1b/{__version__}"}
+    with httpx.Client(
+        trust_env=False, timeout=httpx.Timeout(timeout), limits=limits, follow_redirects=True, headers=headers
+    ) as client:
 
         def work(entry: LinkEntry) -> ProbeResult:
-            result = probe_one(client, entry, retries=retries, backoff=backoff, timeout=timeout)
+            result = probe_one(client, entry, retries=retries, backoff=backoff)
             if on_result is not None:
                 on_result(result)
             return result
@@ -91,26 +91,12 @@ def probe_links(
             return list(pool.map(work, entries))
 
 
-def _session(concurrency: int) -> requests.Session:
-    """A session that ignores proxy variables (as aria2c's child environment does) and keeps
-    up to ``concurrency`` connections per host alive."""
-    session = requests.Session()
-    session.trust_env = False
-    session.headers["User-Agent"] = f"sa1b/{__version__}"
-    adapter = HTTPAdapter(pool_connections=4, pool_maxsize=concurrency, max_retries=0)
-    session.mount("http://", adapter)
-    session.mount("https://", adapter)
-    return session
-
-
-def probe_one(
-    client: requests.Session, entry: LinkEntry, *, retries: int = 2, backoff: float = 0.5, timeout: float = 15
-) -> ProbeResult:
+def probe_one(client: httpx.Client, entry: LinkEntry, *, retries: int = 2, backoff: float = 0.5) -> ProbeResult:
     """Probe one link with ``client``, retrying transient failures."""
     attempt = 0
     while True:
         try:
-            return _probe_once(client, entry, timeout)
+            return _probe_once(client, entry)
         except _Retryable as exc:
             if attempt >= retries:
                 tries = f"after {attempt + 1} attempts" if attempt else "(no retries)"
@@ -120,46 +106,42 @@ def probe_one(
             attempt += 1
 
 
-def _probe_once(client: requests.Session, entry: LinkEntry, timeout: float) -> ProbeResult:
-    response, body = _request(client, entry, "HEAD", timeout)
-    if response.status_code in HEAD_REFUSED_STATUS or (_is_success(response) and _content_length(response) is None):
-        response, body = _request(client, entry, "GET", timeout, {"Range": "bytes=0-0"})
+def _probe_once(client: httpx.Client, entry: LinkEntry) -> ProbeResult:
+    response, body = _request(client, entry, "HEAD")
+    if response.status_code in HEAD_REFUSED_STATUS or (response.is_success and _content_length(response) is None):
+        response, body = _request(client, entry, "GET", {"Range": "bytes=0-0"})
     return _classify(entry, response, body)
 
 
 def _request(
-    client: requests.Session, entry: LinkEntry, method: str, timeout: float, headers: dict[str, str] | None = None
-) -> tuple[requests.Response, str]:
+    client: httpx.Client, entry: LinkEntry, method: str, headers: dict[str, str] | None = None
+) -> tuple[httpx.Response, str]:
     """One request and the start of an error answer's body (the reason); a file's body is never read."""
     body = b""
     try:
-        with client.request(method, entry.url, headers=headers, timeout=timeout, stream=True, allow_redirects=True) as response:
+        with client.stream(method, entry.url, headers=headers) as response:
             if response.status_code >= 400 and method == "GET":
-                for chunk in response.iter_content(MAX_REASON_BYTES):
+                for chunk in response.iter_bytes():
                     body += chunk
                     if len(body) >= MAX_REASON_BYTES:
                         break
-    except requests.Timeout as exc:
+    except httpx.TimeoutException as exc:
         raise _Retryable(f"timed out ({type(exc).__name__})") from None
-    except requests.RequestException as exc:
+    except httpx.TransportError as exc:
         raise _Retryable(f"network error: {_safe_text(str(exc) or type(exc).__name__, entry.url)}") from None
     if response.status_code in RETRYABLE_STATUS:
         raise _Retryable(f"HTTP {response.status_code}", response.status_code, _retry_after(response))
     return response, body[:MAX_REASON_BYTES].decode("utf-8", "replace")
 
 
-def _is_success(response: requests.Response) -> bool:
-    return 200 <= response.status_code < 300
-
-
-def _classify(entry: LinkEntry, response: requests.Response, body: str) -> ProbeResult:
+def _classify(entry: LinkEntry, response: httpx.Response, body: str) -> ProbeResult:
     status = response.status_code
     if status == 403:
         return ProbeResult(entry.name, "expired", None, status, None, _forbidden_reason(entry, body))
     if status in (404, 410):
         return ProbeResult(entry.name, "missing", None, status, None, f"HTTP {status}: no such file on the CDN")
-    if not _is_success(response):
-        return ProbeResult(entry.name, "error", None, status, None, f"HTTP {status} {response.reason or ''}".strip())
+    if not response.is_success:
+        return ProbeResult(entry.name, "error", None, status, None, f"HTTP {status} {response.reason_phrase}".strip())
     if status == 206:
         size = _content_range_total(response)
         return ProbeResult(entry.name, "live", size, status, True, "" if size is not None else "no size in Content-Range")
@@ -178,26 +160,26 @@ def _forbidden_reason(entry: LinkEntry, body: str) -> str:
     return "HTTP 403: expired or revoked" + (f" ({first_line})" if first_line else "")
 
 
-def _content_length(response: requests.Response) -> int | None:
+def _content_length(response: httpx.Response) -> int | None:
     raw = response.headers.get("content-length")
     if raw is None or not raw.strip().isdigit():
         return None
     return int(raw)
 
 
-def _content_range_total(response: requests.Response) -> int | None:
+def _content_range_total(response: httpx.Response) -> int | None:
     match = _CONTENT_RANGE.match(response.headers.get("content-range", ""))
     return int(match.group(1)) if match else None
 
 
-def _accept_ranges(response: requests.Response) -> bool | None:
+def _accept_ranges(response: httpx.Response) -> bool | None:
     value = response.headers.get("accept-ranges")
     if value is None:
         return None
     return "bytes" in value.lower()
 
 
-def _retry_after(response: requests.Response) -> float | None:
+def _retry_after(response: httpx.Response) -> float | None:
     raw = response.headers.get("retry-after", "").strip()
     try:
         return float(raw) if raw else None
@@ -207,5 +189,5 @@ def _retry_after(response: requests.Response) -> float | None:
 
 def _safe_text(text: str, url: str) -> str:
     """``text`` without the signature: the signed URL (if quoted in it) redacted, and any signature
-    parameter too (urllib3 quotes only the path and query of a URL in its errors)."""
+    parameter too (an HTTP library may quote only part of a URL in its errors)."""
     return redact_text(text.replace(url, redact_url(url)))
