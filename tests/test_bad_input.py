@@ -14,7 +14,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import tarfile
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -31,16 +30,10 @@ from sa1b_cli.integrity import check_part
 from sa1b_cli.links import LinksFileError, parse_links, parse_links_text, redact_text, redact_url
 from sa1b_cli.paths import RootPaths
 from sa1b_cli.testing.generator import HOSTILE_KINDS, write_hostile_tar, write_part
+from sa1b_cli.testing.processes import run_sa1b
 
-REPO = Path(__file__).resolve().parents[1]
 GOOD_URL = "https://scontent.xx.fbcdn.net/m1/v/t6/An{token}.tar?_nc_gid&ccb=10-5&oh=00_{sig}&oe={oe:X}&_nc_sid=ba4296"
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-
-
-def run_sa1b(*args: str | Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    full_env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
-    return subprocess.run([sys.executable, "-m", "sa1b_cli", *map(str, args)], capture_output=True, text=True,
-                          env=full_env, timeout=60)
 
 
 def invoke(*args: str | Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

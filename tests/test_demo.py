@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,15 +13,9 @@ from sa1b_cli.errors import ExitStatus, UsageError
 from sa1b_cli.links import parse_links
 from sa1b_cli.paths import RootPaths
 from sa1b_cli.verify import verify_dataset
+from sa1b_cli.testing.processes import run_sa1b
 
-REPO = Path(__file__).resolve().parents[1]
 PARTS, PAIRS = 2, 10
-
-
-def run_sa1b(*args: str | Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.run([sys.executable, "-m", "sa1b_cli", *map(str, args)], capture_output=True, text=True,
-                          env=env, timeout=timeout)
 
 
 def summary_of(result: subprocess.CompletedProcess[str]) -> dict:

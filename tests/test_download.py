@@ -9,35 +9,16 @@ import json
 import os
 import shutil
 import signal
-import subprocess
-import sys
 import tarfile
 import time
 from pathlib import Path
 
-import pytest
 
 from sa1b_cli.locking import PartLock
 from sa1b_cli.paths import RootPaths
 from sa1b_cli.testing.cdn import FakeCDN, Faults
-from sa1b_cli.testing.processes import aria2c_pids
 from sa1b_cli.testing.generator import PartInfo, write_md5sums
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-def run_sa1b(*args: str | Path, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    full_env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
-    return subprocess.run(
-        [sys.executable, "-m", "sa1b_cli", *map(str, args)], capture_output=True, text=True, env=full_env, timeout=timeout
-    )
-
-
-def start_sa1b(*args: str | Path) -> subprocess.Popen[str]:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.Popen(
-        [sys.executable, "-m", "sa1b_cli", *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
-    )
+from sa1b_cli.testing.processes import aria2c_pids, run_sa1b, start_sa1b, wait_for
 
 
 def sha256(path: Path) -> str:
@@ -61,20 +42,6 @@ def random_part(directory: Path, index: int, megabytes: int, *, compress: bool =
     return path
 
 
-def aria2c_running_for(root: Path) -> list[int]:
-    """aria2c processes still working for this ROOT (there must be none after a run)."""
-    return aria2c_pids(root)
-
-
-def wait_for(predicate, timeout: float = 30.0, interval: float = 0.05) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(interval)
-    raise AssertionError("condition not reached in time")
-
-
 def receipt(root: Path, name: str) -> dict:
     return json.loads(RootPaths(root).receipt("download", name).read_text())
 
@@ -96,7 +63,7 @@ def test_download_all_parts_then_second_run_does_no_transfer(small_parts: list[P
         assert "REDACTED" in rec["url"]
         assert not (root / "tars" / f"{part.name}.aria2").exists()
     assert "3/3 parts complete" in result.stdout
-    assert not aria2c_running_for(root)
+    assert not aria2c_pids(root)
 
     requests_before = len(cdn.log)
     again = run_sa1b("download", links_file, "-d", root, "--json")
@@ -230,7 +197,7 @@ def test_sigkill_then_rerun_resumes_from_the_bytes_on_disk(tmp_path: Path) -> No
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         kill_time = time.time()
-        wait_for(lambda: not aria2c_running_for(root), timeout=10)
+        wait_for(lambda: not aria2c_pids(root), timeout=10)
         before = server.bytes_sent()
         assert (root / "tars" / "sa_000000.tar.aria2").exists()
         server.clear_faults()
@@ -247,7 +214,7 @@ def test_sigkill_then_rerun_resumes_from_the_bytes_on_disk(tmp_path: Path) -> No
         # second). docs/benchmarks.md measures the share on large parts.
         assert ranged - (size - before) <= 3_000_000, f"ranged requests re-fetched {ranged - (size - before)} bytes"
         assert probe <= 8_000_000
-        assert not aria2c_running_for(root)
+        assert not aria2c_pids(root)
 
 
 def test_sigterm_stops_cleanly_and_rerun_resumes(tmp_path: Path) -> None:
@@ -265,7 +232,7 @@ def test_sigterm_stops_cleanly_and_rerun_resumes(tmp_path: Path) -> None:
         assert time.monotonic() - started < 8
         assert proc.returncode == 130, err
         assert "Traceback" not in err and "resume" in err
-        assert not aria2c_running_for(root)
+        assert not aria2c_pids(root)
         assert not any(RootPaths(root).locks.glob("*.lock"))
         server.clear_faults()
         result = run_sa1b("download", links, "-d", root)
@@ -321,7 +288,7 @@ def test_server_ignoring_range_does_not_corrupt_a_partial_file(tmp_path: Path) -
         time.sleep(1.2)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-        wait_for(lambda: not aria2c_running_for(root), timeout=10)
+        wait_for(lambda: not aria2c_pids(root), timeout=10)
         server.set_faults(None, Faults(ignore_range=True))
         result = run_sa1b("download", links, "-d", root)
         assert result.returncode == 0, result.stderr
@@ -443,7 +410,7 @@ def test_a_run_whose_lock_is_broken_stops_writing_that_part(tmp_path: Path) -> N
         outcome = run.result.outcomes["sa_000000.tar"]
         assert outcome.status == "locked" and "lock lost" in outcome.reason
         assert json.loads(lock.read_text())["token"] == "theirs"  # the other run's lock is left alone
-        assert not aria2c_running_for(paths.root)
+        assert not aria2c_pids(paths.root)
         part = paths.tar("sa_000000.tar")
         before = part.stat().st_mtime_ns
         time.sleep(1.0)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -29,11 +28,10 @@ from sa1b_cli.events import RecordingReporter
 from sa1b_cli.integrity import check_part
 from sa1b_cli.locking import PartLock
 from sa1b_cli.paths import RootPaths
+from sa1b_cli.testing.processes import sa1b_env
 from sa1b_cli.testing.generator import (
     HOSTILE_KINDS, PartInfo, make_annotation, make_jpeg, make_parts, truncate_file, write_hostile_tar, write_part,
 )
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -419,13 +417,9 @@ def _extract_command(root: Path, *extra: str) -> list[str]:
     return [sys.executable, "-m", "sa1b_cli", "extract", "-d", str(root), "--jobs", "1", *extra]
 
 
-def _env() -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-
-
 def _signal_while_unpacking(paths: RootPaths, signum: int) -> int:
     """Start ``sa1b extract``, send ``signum`` once the large part is half unpacked; its exit code."""
-    process = subprocess.Popen(_extract_command(paths.root, "--json"), env=_env(),
+    process = subprocess.Popen(_extract_command(paths.root, "--json"), env=sa1b_env(),
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -447,7 +441,7 @@ def test_sigkill_mid_extraction_then_rerun_finishes(paths: RootPaths, small_part
     assert state.read_receipt(paths, "extract", large) is None
     assert not (paths.root / "extracted" / "sa_000009").exists()  # nothing half-extracted is visible
 
-    rerun = subprocess.run(_extract_command(paths.root, "--json"), env=_env(), capture_output=True, text=True, timeout=120)
+    rerun = subprocess.run(_extract_command(paths.root, "--json"), env=sa1b_env(), capture_output=True, text=True, timeout=120)
 
     assert rerun.returncode == 0, rerun.stderr
     summary = json.loads(rerun.stdout.splitlines()[-1])
@@ -502,14 +496,14 @@ def test_kill_at_each_step_then_rerun_completes(paths: RootPaths, small_parts: l
     names = [add_downloaded(paths, p.path) for p in small_parts[:2]]
     crashed = subprocess.run([sys.executable, "-c", _KILL_AT, target, str(after),
                               *_extract_command(paths.root, "--layout", layout)[3:]],
-                             env=_env(), capture_output=True, timeout=60)
+                             env=sa1b_env(), capture_output=True, timeout=60)
     assert crashed.returncode == -signal.SIGKILL
     if target == "write":
         assert visible_files(paths.root) == []
     if resumable:  # the rerun must finish from the temporary directory, not unpack again
         paths.tar(names[0]).unlink()
 
-    rerun = subprocess.run(_extract_command(paths.root, "--json"), env=_env(), capture_output=True, text=True, timeout=60)
+    rerun = subprocess.run(_extract_command(paths.root, "--json"), env=sa1b_env(), capture_output=True, text=True, timeout=60)
 
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
     for part, name in zip(small_parts, names):
@@ -524,7 +518,7 @@ def test_collision_found_when_resuming_removes_what_the_crashed_run_linked(
     name = add_downloaded(paths, small_parts[0].path)
     crashed = subprocess.run([sys.executable, "-c", _KILL_AT, "link", "3",  # the first link records the layout
                               *_extract_command(paths.root, "--layout", "split")[3:]],
-                             env=_env(), capture_output=True, timeout=60)
+                             env=sa1b_env(), capture_output=True, timeout=60)
     assert crashed.returncode == -signal.SIGKILL
     (manifest,) = paths.tmp.glob("extract-sa_000000-*/manifest.tsv")
     order = [line.split("\t")[0] for line in manifest.read_text().splitlines()[1:]]

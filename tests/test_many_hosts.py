@@ -9,7 +9,6 @@ a file, and leave a ROOT that `status` and `verify` on any host see as complete.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -23,19 +22,12 @@ from sa1b_cli.locking import PartLock
 from sa1b_cli.paths import RootPaths
 from sa1b_cli.testing.cdn import FakeCDN, Faults, RequestRecord
 from sa1b_cli.testing.generator import PartInfo, make_parts
+from sa1b_cli.testing.processes import sa1b_command, sa1b_env
 
 REPO = Path(__file__).resolve().parents[1]
 SLURM_SCRIPT = REPO / "scripts" / "sa1b-slurm.sh"
 N_PARTS, PAIRS, SHARDS = 10, 6, 4
 PART_SECONDS = 2.0  # each transfer is throttled to take about this long, so the runs overlap
-
-
-def sa1b_command(*args: str | Path) -> list[str]:
-    return [sys.executable, "-m", "sa1b_cli", *map(str, args)]
-
-
-def sa1b_env() -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": str(REPO)}
 
 
 def run_concurrently(commands: list[list[str]], timeout: float = 90) -> list[subprocess.CompletedProcess[str]]:

@@ -17,7 +17,6 @@ import random
 import shutil
 import signal
 import subprocess
-import sys
 import tarfile
 import time
 from collections.abc import Callable, Iterator
@@ -34,10 +33,9 @@ from sa1b_cli.locking import is_stale, read_holder
 from sa1b_cli.paths import RootPaths
 from sa1b_cli.testing.cdn import FakeCDN, Faults
 from sa1b_cli.testing.generator import make_annotation, make_jpeg
-from sa1b_cli.testing.processes import aria2c_pids
+from sa1b_cli.testing.processes import aria2c_pids, run_sa1b, start_sa1b, wait_for
 from sa1b_cli.verify import verify_dataset
 
-REPO = Path(__file__).resolve().parents[1]
 WIDTH, HEIGHT = 320, 240
 
 
@@ -106,36 +104,10 @@ def server(three_parts: list[Source]) -> Iterator[FakeCDN]:
 # -- running the CLI ------------------------------------------------------------------------------
 
 
-def sa1b(*args: str | Path) -> list[str]:
-    return [sys.executable, "-m", "sa1b_cli", *map(str, args)]
-
-
-def env() -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": str(REPO)}
-
-
-def run(*args: str | Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(sa1b(*args), capture_output=True, text=True, env=env(), timeout=timeout)
-
-
-def start(*args: str | Path) -> subprocess.Popen[str]:
-    return subprocess.Popen(sa1b(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env())
-
-
 def pipeline(links: Path, root: Path, *extra: str | Path) -> list[str]:
     """The download-and-extract command every test runs (its arguments, for run/start)."""
     return [*map(str, ("download", links, "-d", root, "--extract", "--retry-wait", "0.2", "--log-interval", "0.5")),
             *map(str, extra)]
-
-
-def wait_for(predicate: Callable[[], object], timeout: float = 30.0, what: str = "condition") -> object:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.01)
-    raise AssertionError(f"{what} not reached within {timeout}s")
 
 
 def extracting(root: Path, name: str) -> bool:
@@ -205,7 +177,7 @@ def test_sigkill_at_random_points_then_reruns_finish_the_pipeline(three_parts: l
     while True:
         runs += 1
         assert runs <= 8, "the pipeline did not finish within 8 runs"
-        proc = start(*pipeline(links, root, "-j", "2", "-x", "2", "--min-split-size", "1M"))
+        proc = start_sa1b(*pipeline(links, root, "-j", "2", "-x", "2", "--min-split-size", "1M"))
         if kills < 4:
             try:
                 proc.wait(timeout=rng.uniform(0.4, 2.5))
@@ -233,7 +205,7 @@ def test_sigint_mid_download_stops_within_seconds_and_the_rerun_resumes(tmp_path
         links = cdn.write_links(tmp_path / "links.txt")
         cdn.set_faults(None, Faults(rate_limit_bytes_per_s=1_000_000))
         root = tmp_path / "root"
-        proc = start(*pipeline(links, root, "-x", "1"))
+        proc = start_sa1b(*pipeline(links, root, "-x", "1"))
         wait_for(lambda: cdn.bytes_sent() > 1_500_000, what="1.5 MB transferred")
         time.sleep(1.2)  # aria2 saves its control file every second
         asked = time.monotonic()
@@ -249,7 +221,7 @@ def test_sigint_mid_download_stops_within_seconds_and_the_rerun_resumes(tmp_path
         assert not list(paths.locks.glob("*.lock")) and state.read_receipt(paths, "download", source.name) is None
         cdn.clear_faults()
         cdn.reset_log()
-        rerun = run(*pipeline(links, root))
+        rerun = run_sa1b(*pipeline(links, root))
         assert rerun.returncode == 0, rerun.stderr
         # aria2's first request carries no Range (it learns the length first) and is closed at once;
         # then it asks for the rest from where its control file says.
@@ -269,7 +241,7 @@ def test_signal_during_extraction_keeps_nothing_half_done_and_the_rerun_extracts
     with FakeCDN(files={slow_to_extract.name: slow_to_extract.path}) as cdn:
         links = cdn.write_links(tmp_path / "links.txt")
         root = tmp_path / "root"
-        proc = start(*pipeline(links, root))
+        proc = start_sa1b(*pipeline(links, root))
         wait_for(lambda: extracting(root, slow_to_extract.name), timeout=60, what="extraction started")
         asked = time.monotonic()
         proc.send_signal(signum)
@@ -283,7 +255,7 @@ def test_signal_during_extraction_keeps_nothing_half_done_and_the_rerun_extracts
         assert not (root / "extracted").exists() or not any((root / "extracted").rglob("*.jpg"))
         assert not any(paths.tmp.iterdir()), "a half-extracted part was left behind"
         gets = len([r for r in cdn.log if r.method == "GET"])
-        rerun = run(*pipeline(links, root))
+        rerun = run_sa1b(*pipeline(links, root))
         assert rerun.returncode == 0, rerun.stderr
         assert len([r for r in cdn.log if r.method == "GET"]) == gets, "the rerun must not download again"
         assert "extracted" in rerun.stderr
@@ -295,7 +267,7 @@ def test_aria2c_killed_from_outside_is_restarted_and_the_run_completes(three_par
     links = server.write_links(tmp_path / "links.txt")
     server.set_faults(None, Faults(rate_limit_bytes_per_s=1_000_000))
     root = tmp_path / "root"
-    proc = start(*pipeline(links, root, "-x", "1"))
+    proc = start_sa1b(*pipeline(links, root, "-x", "1"))
     wait_for(lambda: server.bytes_sent() > 1_500_000, what="1.5 MB transferred")
     time.sleep(1.1)  # a saved control file to resume from
     (pid,) = aria2c_pids(root)
@@ -321,7 +293,7 @@ def test_slow_server_and_a_stalled_connection_are_retried_to_completion(three_pa
     server.set_faults("sa_000001.tar", Faults(stall_after_bytes=300_000, stall_seconds=120, stall_count=1))
     root = tmp_path / "root"
     started = time.monotonic()
-    result = run(*pipeline(links, root, "-x", "1", "--stall-timeout", "5"), timeout=90)
+    result = run_sa1b(*pipeline(links, root, "-x", "1", "--stall-timeout", "5"), timeout=90)
     assert result.returncode == 0, result.stderr
     assert time.monotonic() - started < 45, "a stall must be cut after --stall-timeout, not wait for the server"
     stalled = [r for r in server.requests_for("sa_000001.tar") if r.method == "GET"]
@@ -337,7 +309,7 @@ def test_links_expiring_mid_run_then_a_fresh_file_completes(three_parts: list[So
     # expiry that request gets 403, as on Meta's CDN when the links run out mid-download.
     server.set_faults(None, Faults(rate_limit_bytes_per_s=800_000, drop_after_bytes=400_000, drop_count=None))
     root = tmp_path / "root"
-    proc = start(*pipeline(links, root, "-x", "1", "-j", "3"))
+    proc = start_sa1b(*pipeline(links, root, "-x", "1", "-j", "3"))
     wait_for(lambda: server.bytes_sent() > 600_000, what="600 KB transferred")
     server.expire_all()
     out, err = proc.communicate(timeout=60)
@@ -356,7 +328,7 @@ def test_links_expiring_mid_run_then_a_fresh_file_completes(three_parts: list[So
     server.clear_faults()
     server.reset_log()
     fresh = server.write_links(tmp_path / "fresh-links.txt")
-    rerun = run(*pipeline(fresh, root))
+    rerun = run_sa1b(*pipeline(fresh, root))
     assert rerun.returncode == 0, rerun.stderr
     resumed = [r for n in expired for r in server.requests_for(n) if r.method == "GET" and (r.range_start or 0) > 0]
     assert resumed, "a fresh links file must resume the partial parts"
@@ -369,7 +341,7 @@ def test_silently_corrupted_gzip_part_fails_alone_and_is_never_extracted(three_p
     bad = three_parts[1]
     server.set_faults(bad.name, Faults(corrupt_offsets=(bad.path.stat().st_size // 2,)))
     root = tmp_path / "root"
-    result = run(*pipeline(links, root))
+    result = run_sa1b(*pipeline(links, root))
     assert result.returncode == ExitStatus.PARTS_FAILED
     assert f"{bad.name}: archive check failed" in result.stderr
     assert_no_traceback(result)
@@ -393,20 +365,20 @@ def test_flipped_byte_in_a_plain_tar_is_caught_only_against_a_known_good_hash(tm
         links = cdn.write_links(tmp_path / "links.txt")
         cdn.set_faults(None, Faults(corrupt_offsets=(first_jpeg_data,)))
         root = tmp_path / "root"
-        silent = run(*pipeline(links, root))
+        silent = run_sa1b(*pipeline(links, root))
         assert silent.returncode == 0, "no check can see this without a known-good hash"
-        caught = run("verify", "-d", root, "--deep", "--checksums", good_list, "--expected", 20, "-j", "1")
+        caught = run_sa1b("verify", "-d", root, "--deep", "--checksums", good_list, "--expected", 20, "-j", "1")
         assert caught.returncode == ExitStatus.CORRUPT and source.name in caught.stdout + caught.stderr
         assert_no_traceback(caught)
 
         cdn.clear_faults()
         clean = tmp_path / "clean"
-        assert run(*pipeline(links, clean, "--checksums", good_list)).returncode == 0
+        assert run_sa1b(*pipeline(links, clean, "--checksums", good_list)).returncode == 0
         tar = RootPaths(clean).tar(source.name)
         data = bytearray(tar.read_bytes())
         data[first_jpeg_data] ^= 0xFF  # bit rot, or a bad copy from a mirror, after a good download
         tar.write_bytes(bytes(data))
-        rotted = run("verify", "-d", clean, "--tars", "--expected", 20, "-j", "1")
+        rotted = run_sa1b("verify", "-d", clean, "--tars", "--expected", 20, "-j", "1")
         assert rotted.returncode == ExitStatus.CORRUPT and source.name in rotted.stdout + rotted.stderr
 
 
@@ -445,7 +417,7 @@ def test_disk_full_while_downloading_fails_clearly_and_resumes_once_space_is_fre
     with FakeCDN(sources[0].path.parent) as cdn:
         links = cdn.write_links(tmp_path / "links.txt")
         cdn.set_faults("sa_000000.tar", Faults(rate_limit_bytes_per_s=2_000_000))
-        proc = start("download", links, "-d", root, "-j", "1", "-x", "1", "--retry-wait", "0.1")
+        proc = start_sa1b("download", links, "-d", root, "-j", "1", "-x", "1", "--retry-wait", "0.1")
         first = RootPaths(root).tar("sa_000000.tar")
         size = sources[0].path.stat().st_size
         # aria2 reserves the whole file first (falloc): fill the disk only after that
@@ -468,7 +440,7 @@ def test_disk_full_while_downloading_fails_clearly_and_resumes_once_space_is_fre
         filler.unlink()
         cdn.clear_faults()
         gets = len(cdn.requests_for("sa_000000.tar"))
-        rerun = run("download", links, "-d", root)
+        rerun = run_sa1b("download", links, "-d", root)
         assert rerun.returncode == 0, rerun.stderr
         assert not [r for r in cdn.requests_for("sa_000000.tar")[gets:] if r.method == "GET"], "part 0 was whole: keep it"
         for source in sources:
@@ -483,10 +455,10 @@ def test_disk_full_while_extracting_keeps_the_download_and_finishes_after_the_di
     root = tmp_path / "disk" / "root"
     with FakeCDN(sources[0].path.parent) as cdn:
         links = cdn.write_links(tmp_path / "links.txt")
-        refused = run(*pipeline(links, root))
+        refused = run_sa1b(*pipeline(links, root))
         assert refused.returncode == ExitStatus.NO_SPACE, refused.stderr
         assert "not enough free space" in refused.stderr and not [r for r in cdn.log if r.method == "GET"]
-        squeezed = run(*pipeline(links, root, "-j", "2", "--ignore-disk-space", "--remove-tars"))
+        squeezed = run_sa1b(*pipeline(links, root, "-j", "2", "--ignore-disk-space", "--remove-tars"))
         assert squeezed.returncode == ExitStatus.PARTS_FAILED, squeezed.stderr
         assert "no space left" in squeezed.stderr
         assert_no_traceback(squeezed)
@@ -498,7 +470,7 @@ def test_disk_full_while_extracting_keeps_the_download_and_finishes_after_the_di
         assert not any(paths.tmp.iterdir()), "the failed extraction must clean up after itself"
         small_disk("64m")
         gets = len([r for r in cdn.log if r.method == "GET"])
-        rerun = run(*pipeline(links, root, "--remove-tars"))
+        rerun = run_sa1b(*pipeline(links, root, "--remove-tars"))
         assert rerun.returncode == 0, rerun.stderr
         assert len([r for r in cdn.log if r.method == "GET"]) == gets, "the rerun only extracts, it fetches nothing"
         assert not list(paths.tars.glob("*.tar")), "both tars removed once their parts are extracted"
@@ -509,14 +481,14 @@ def test_extract_on_a_completely_full_disk_fails_the_part_clearly(small_disk: Ca
                                                                   three_parts: list[Source], server: FakeCDN) -> None:
     links = server.write_links(tmp_path / "links.txt")
     root = tmp_path / "disk" / "root"
-    assert run("download", links, "-d", root, "--parts", "0").returncode == 0
+    assert run_sa1b("download", links, "-d", root, "--parts", "0").returncode == 0
     with open(tmp_path / "disk" / "filler", "wb", buffering=0) as handle:
         try:
             while True:
                 handle.write(b"\0" * 65536)
         except OSError:
             pass
-    result = run("extract", "-d", root)
+    result = run_sa1b("extract", "-d", root)
     assert result.returncode in (ExitStatus.PARTS_FAILED, ExitStatus.NO_SPACE), result.stderr
     assert "No space left" in result.stderr or "no space left" in result.stderr
     assert_no_traceback(result)
@@ -530,16 +502,16 @@ def test_two_extract_runs_at_once_share_the_parts_without_corruption(three_parts
                                                                        tmp_path: Path) -> None:
     links = server.write_links(tmp_path / "links.txt")
     root = tmp_path / "root"
-    assert run("download", links, "-d", root).returncode == 0
-    first = start("extract", "-d", root, "--jobs", "1", "--layout", "split")
-    second = start("extract", "-d", root, "--jobs", "1", "--layout", "split")
+    assert run_sa1b("download", links, "-d", root).returncode == 0
+    first = start_sa1b("extract", "-d", root, "--jobs", "1", "--layout", "split")
+    second = start_sa1b("extract", "-d", root, "--jobs", "1", "--layout", "split")
     results = [(p, *p.communicate(timeout=60)) for p in (first, second)]
     for proc, out, err in results:
         assert proc.returncode in (ExitStatus.OK, ExitStatus.LOCKED), err
         assert "failed" not in err.lower() or " 0 failed" in err, err
         assert_no_traceback((out, err))
     assert_nothing_false_marked_complete(root, three_parts)
-    again = run("extract", "-d", root)
+    again = run_sa1b("extract", "-d", root)
     assert again.returncode == 0 and "already" in again.stdout + again.stderr
     assert not list(RootPaths(root).state.glob("failures/extract/*.json"))
     assert_all_done(root, three_parts)

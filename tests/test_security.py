@@ -13,42 +13,22 @@ import os
 import signal
 import socket
 import subprocess
-import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 from sa1b_cli.testing.cdn import FakeCDN, Faults
 from sa1b_cli.testing.generator import PartInfo
-from sa1b_cli.testing.processes import aria2c_pids
+from sa1b_cli.testing.processes import aria2c_pids, sa1b_command, sa1b_env, wait_for
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGE = REPO / "sa1b_cli"
-
-
-def sa1b(*args: str | Path) -> list[str]:
-    return [sys.executable, "-m", "sa1b_cli", *map(str, args)]
-
-
-def env() -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": str(REPO)}
 
 
 def aria2c_pid_for(root: Path) -> int | None:
     """The pid of the aria2c working for ROOT, or None."""
     pids = aria2c_pids(root)
     return pids[0] if pids else None
-
-
-def wait_for(predicate, timeout: float = 30.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError("condition not reached in time")
 
 
 def listening_sockets(pid: int) -> list[tuple[str, int]]:
@@ -96,7 +76,7 @@ def test_aria2_rpc_is_loopback_only_secret_and_the_secret_is_not_on_its_command_
         small_parts: list[PartInfo], cdn: FakeCDN, links_file: Path, tmp_path: Path) -> None:
     cdn.set_faults(None, Faults(rate_limit_bytes_per_s=300))  # keeps the run (and its aria2c) alive
     root = tmp_path / "root"
-    run = subprocess.Popen(sa1b("download", links_file, "-d", root), env=env(), stdout=subprocess.DEVNULL,
+    run = subprocess.Popen(sa1b_command("download", links_file, "-d", root), env=sa1b_env(), stdout=subprocess.DEVNULL,
                            stderr=subprocess.DEVNULL)
     try:
         pid = wait_for(lambda: aria2c_pid_for(root))
@@ -143,18 +123,18 @@ def test_signed_urls_never_leak_under_errors_retries_and_json(small_parts: list[
     cdn.remove("sa_000001.tar")
     cdn.set_faults("sa_000002.tar", Faults(status_503_count=2, retry_after=0, drop_after_bytes=500, drop_count=2))
     root = tmp_path / "root"
-    plain = subprocess.run(sa1b("download", links_file, "-d", root, "--retry-wait", "0.1", "--log-interval", "0.1"),
-                           env=env(), capture_output=True, text=True, timeout=90)
+    plain = subprocess.run(sa1b_command("download", links_file, "-d", root, "--retry-wait", "0.1", "--log-interval", "0.1"),
+                           env=sa1b_env(), capture_output=True, text=True, timeout=90)
     assert plain.returncode == 3, plain.stderr  # the 404 is a failure, the 403 an expiry: failure wins
     assert "sa_000001.tar: not found on the server (HTTP 404)" in plain.stderr
-    as_json = subprocess.run(sa1b("download", links_file, "-d", root, "--json", "--log-interval", "0.1"),
-                             env=env(), capture_output=True, text=True, timeout=90)
+    as_json = subprocess.run(sa1b_command("download", links_file, "-d", root, "--json", "--log-interval", "0.1"),
+                             env=sa1b_env(), capture_output=True, text=True, timeout=90)
     assert as_json.returncode == 3, as_json.stderr
     summary = json.loads(as_json.stdout.splitlines()[-1])
     assert summary["parts"]["sa_000000.tar"]["status"] == "expired" and summary["parts"]["sa_000002.tar"]["status"] == "already"
-    links_command = subprocess.run(sa1b("links", links_file, "--check", "--json"), env=env(), capture_output=True,
+    links_command = subprocess.run(sa1b_command("links", links_file, "--check", "--json"), env=sa1b_env(), capture_output=True,
                                    text=True, timeout=60)
-    status = subprocess.run(sa1b("status", "-d", root, "--links", links_file, "--all", "--json"), env=env(),
+    status = subprocess.run(sa1b_command("status", "-d", root, "--links", links_file, "--all", "--json"), env=sa1b_env(),
                             capture_output=True, text=True, timeout=60)
     written = everything_written(root, plain.stdout, plain.stderr, as_json.stdout, as_json.stderr,
                                  links_command.stdout, links_command.stderr, status.stdout, status.stderr)

@@ -3,27 +3,21 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 from sa1b_cli.testing.cdn import FakeCDN, Faults
 from sa1b_cli.testing.generator import make_parts
+from sa1b_cli.testing.processes import sa1b_command, sa1b_env
 
-REPO = Path(__file__).resolve().parents[1]
 N_PARTS = 3
 DOWNLOAD_SECONDS = 5.0  # throttled: long enough for several status calls, short enough for the suite
 
 
-def sa1b(*args: str | Path) -> list[str]:
-    return [sys.executable, "-m", "sa1b_cli", *map(str, args)]
-
-
 def status_json(root: Path) -> dict:
-    result = subprocess.run(sa1b("status", "-d", root, "--json"), capture_output=True, text=True,
-                            env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=60)
+    result = subprocess.run(sa1b_command("status", "-d", root, "--json"), capture_output=True, text=True,
+                            env=sa1b_env(), timeout=60)
     assert result.returncode == 0, result.stderr
     record = json.loads(result.stdout.strip().splitlines()[-1])
     assert record["type"] == "status"
@@ -37,8 +31,8 @@ def test_status_follows_a_running_download(tmp_path: Path) -> None:
     with FakeCDN(tmp_path / "parts") as cdn:
         cdn.set_faults(None, Faults(rate_limit_bytes_per_s=max(p.size for p in parts) / DOWNLOAD_SECONDS))
         links = cdn.write_links(tmp_path / "segment_anything_links.txt")
-        download = subprocess.Popen(sa1b("download", links, "-d", root, "--json"), stdout=subprocess.PIPE,
-                                    stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+        download = subprocess.Popen(sa1b_command("download", links, "-d", root, "--json"), stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, text=True, env=sa1b_env())
         samples: list[dict] = []
         try:
             while download.poll() is None:

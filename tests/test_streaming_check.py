@@ -9,12 +9,8 @@ import json
 import os
 import shutil
 import signal
-import subprocess
-import sys
 import tarfile
 import threading
-import time
-from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
@@ -25,27 +21,7 @@ from sa1b_cli.integrity import ArchiveError, StreamingCheck, check_part
 from sa1b_cli.paths import RootPaths
 from sa1b_cli.testing.cdn import FakeCDN, Faults
 from sa1b_cli.testing.generator import PartInfo
-from sa1b_cli.testing.processes import aria2c_pids
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-def run_sa1b(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.run([sys.executable, "-m", "sa1b_cli", *map(str, args)], capture_output=True, text=True, env=env, timeout=120)
-
-
-def start_sa1b(*args: str | Path) -> subprocess.Popen[str]:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.Popen([sys.executable, "-m", "sa1b_cli", *map(str, args)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.05)
+from sa1b_cli.testing.processes import aria2c_pids, run_sa1b, start_sa1b, wait_for
 
 
 def sha256(path: Path) -> str:
@@ -193,7 +169,7 @@ def test_a_part_restarted_from_zero_is_checked_from_zero(tmp_path: Path) -> None
         links = server.write_links(tmp_path / "links.txt")
         server.set_faults(None, Faults(rate_limit_bytes_per_s=2_000_000))
         root = tmp_path / "root"
-        proc = start_sa1b("download", links, "-d", root, "-x", "1")
+        proc = start_sa1b("download", links, "-d", root, "-x", "1", output=False)
         wait_for(lambda: server.bytes_sent() > 4_000_000, timeout=60)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
