@@ -198,13 +198,15 @@ class DownloadBench(BenchBase):
         section.notes.append(
             f"Where sa1b's time goes (unthrottled, all parts): its first byte comes {first_gap:.1f} s after raw "
             "aria2c's (interpreter and imports, links file, HEAD probes, starting aria2c and its RPC); after the last "
-            f"byte it needs {tail_gap:.1f} s more (the integrity pass of the parts that finished last, receipts, "
-            "then stopping aria2c). Between first and last byte, on the large parts alone sa1b takes "
-            f"{large_window:.2f}x raw aria2c's time: per byte it is aria2c. On the small parts alone it takes "
-            f"{small_window:.1f}x: each part is handed over by sa1b's poll loop (locked, fed to aria2c, checked when "
-            "done), which costs time per part. Start-up, tail and hand-over are per run and per part, not per byte: "
-            "against a real part's minutes of transfer they are below 1%, but at these test sizes they are most of "
-            "sa1b's wall time.")
+            f"byte it needs {tail_gap:.1f} s more (the rest of the integrity pass of the parts that finished last, "
+            "receipts, then stopping aria2c). The pass reads each part while it downloads, but only as far as its "
+            "pieces are complete from the start: a part split over several connections completes its first range "
+            "early and the others only at the end, so most of a large part is read after its last byte. Between "
+            f"first and last byte, on the large parts alone sa1b takes {large_window:.2f}x raw aria2c's time: per "
+            f"byte it is aria2c. On the small parts alone it takes {small_window:.1f}x: each part is locked, fed to "
+            "aria2c and checked when done, which costs time per part. Start-up, tail and hand-over are per run and "
+            "per part, not per byte: against a real part's minutes of transfer they are below 1%, but at these test "
+            "sizes they are most of sa1b's wall time.")
         section.notes.append(
             "Controller CPU is measured, not estimated, for the whole process (`RUSAGE_SELF` at exit, all threads); "
             "its parts are: start-up = the CPU of `--dry-run` with the same links; integrity pass = `check_part` "
