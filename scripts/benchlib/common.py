@@ -101,7 +101,7 @@ PROFILES = {
     "default": Profile("default", repeats=3, small_parts=12, small_pairs=12, large_parts=2, large_pairs=200,
                        size=(750, 1125), noise=60, quality=95, verify_parts=2, verify_pairs=250,
                        verify_size=(1500, 2250), e2e_pairs=12, masks=100, jobs=4, connections=8,
-                       min_split="8M", naive_sample=10, resume_rate=None, throttle=25e6, steady_seconds=10.0,
+                       min_split="8M", naive_sample=10, resume_rate=None, throttle=25e6, steady_seconds=20.0,
                        crash_resume=True),
     "large": Profile("large", repeats=3, small_parts=16, small_pairs=24, large_parts=2, large_pairs=2400,
                      size=(750, 1125), noise=60, quality=95, verify_parts=2, verify_pairs=300,
