@@ -16,6 +16,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -125,6 +126,7 @@ class Aria2Daemon:
         self.client: _LoopbackClient | None = None
         self.starts = 0
         self._pending: tuple[subprocess.Popen[bytes], int] | None = None  # launched, not yet awaited
+        self._conf_path: Path | None = None  # the secret's file while aria2c starts
 
     def __enter__(self) -> "Aria2Daemon":
         self.start()
@@ -139,14 +141,13 @@ class Aria2Daemon:
             raise Aria2Error("aria2c is not running")
         return self.client
 
-    def command_line(self, port: int) -> list[str]:
+    def command_line(self, port: int, conf_path: Path) -> list[str]:
         s = self.settings
         options = {
-            "no-conf": None,
+            "conf-path": str(conf_path),  # holds only the RPC secret: never on the command line (ps, /proc)
             "enable-rpc": "true",
             "rpc-listen-all": "false",
             "rpc-listen-port": str(port),
-            "rpc-secret": self.secret,
             "rpc-max-request-size": "16M",
             "stop-with-process": str(os.getpid()),
             "dir": str(s.download_dir),
@@ -192,8 +193,9 @@ class Aria2Daemon:
             return
         self.settings.download_dir.mkdir(parents=True, exist_ok=True)
         port = _free_port()
+        conf_path = self._write_secret()
         proc = subprocess.Popen(  # noqa: S603 - fixed argument list, no shell
-            self.command_line(port),
+            self.command_line(port, conf_path),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,  # --quiet; and its messages would carry signed URLs
@@ -202,6 +204,20 @@ class Aria2Daemon:
             preexec_fn=_die_with_parent,  # noqa: PLW1509 - only prctl, no locks taken
         )
         self._pending = (proc, port)
+
+    def _write_secret(self) -> Path:
+        """A private (0600) aria2c configuration file holding the RPC secret, removed once aria2c has read it."""
+        self._remove_secret()
+        fd, name = tempfile.mkstemp(prefix="sa1b-aria2c-", suffix=".conf")
+        with os.fdopen(fd, "w") as handle:
+            handle.write(f"rpc-secret={self.secret}\n")
+        self._conf_path = Path(name)
+        return self._conf_path
+
+    def _remove_secret(self) -> None:
+        if self._conf_path is not None:
+            self._conf_path.unlink(missing_ok=True)
+            self._conf_path = None
 
     def start(self) -> None:
         """Start aria2c on a free loopback port (unless :meth:`launch` did) and wait until it answers."""
@@ -225,11 +241,13 @@ class Aria2Daemon:
                     continue
                 self.proc, self.client, self.port = proc, client, port
                 self.starts += 1
+                self._remove_secret()
                 return
             else:
                 last_error = f"aria2c did not answer on 127.0.0.1:{port} within {START_TIMEOUT:.0f}s"
                 _kill(proc)
             client.close()
+        self._remove_secret()
         raise Aria2Error(f"could not start aria2c ({self.binary}): {last_error or 'unknown error'}")
 
     def alive(self) -> bool:
@@ -241,6 +259,7 @@ class Aria2Daemon:
         proc, client, port = self.proc, self.client, self.port
         if self._pending is not None:  # launched, never awaited: nothing was added to it yet
             (proc, port), self._pending = self._pending, None
+        self._remove_secret()
         self.proc, self.client = None, None
         if proc is None:
             return

@@ -82,3 +82,17 @@ def test_the_loop_is_woken_by_aria2_and_by_finished_checks_not_only_by_its_timer
     for part in small_parts:
         assert paths.receipt("download", part.name).exists()
     assert _gone(root)
+
+
+def test_the_secret_file_is_private_while_aria2c_starts_and_gone_after(tmp_path: Path) -> None:
+    daemon = Aria2Daemon(DaemonSettings(download_dir=tmp_path / "tars"))
+    daemon.launch()
+    try:
+        conf = daemon._conf_path
+        assert conf is not None and conf.stat().st_mode & 0o777 == 0o600
+        assert conf.read_text() == f"rpc-secret={daemon.secret}\n"
+        daemon.start()
+        assert not conf.exists() and daemon.api_client.get_version()
+    finally:
+        daemon.stop()
+    assert daemon._conf_path is None
