@@ -967,7 +967,7 @@ def _link_error(source: Path, target: Path, exc: OSError) -> str:
 def _libc_function(name: str) -> Callable[..., int] | None:
     try:
         return getattr(ctypes.CDLL(None, use_errno=True), name)
-    except (OSError, AttributeError):
+    except (OSError, AttributeError, TypeError):  # TypeError: no C library by that name (Windows)
         return None
 
 
