@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 
+from sa1b_cli import state
 from sa1b_cli.locking import PartLock
 from sa1b_cli.paths import RootPaths
 from sa1b_cli.testing.cdn import FakeCDN, Faults
@@ -42,10 +43,6 @@ def random_part(directory: Path, index: int, megabytes: int, *, compress: bool =
     return path
 
 
-def receipt(root: Path, name: str) -> dict:
-    return json.loads(RootPaths(root).receipt("download", name).read_text())
-
-
 # -- the basic contract --------------------------------------------------------------------
 
 
@@ -56,7 +53,7 @@ def test_download_all_parts_then_second_run_does_no_transfer(small_parts: list[P
     for part in small_parts:
         got = root / "tars" / part.name
         assert sha256(got) == part.sha256
-        rec = receipt(root, part.name)
+        rec = state.read_receipt(RootPaths(root), "download", part.name)
         assert rec["complete"] is True and rec["sha256"] == part.sha256 and rec["md5"] == part.md5
         assert rec["size"] == part.size and rec["compressed"] is True
         assert rec["images"] == rec["annotations"] == part.n_pairs
@@ -129,7 +126,7 @@ def test_extras_are_listed_but_only_fetched_by_name(small_parts: list[PartInfo],
     result = run_sa1b("download", links, "-d", root, "--parts", "sa_images_ids.txt")
     assert result.returncode == 0, result.stderr
     assert (root / "tars" / "sa_images_ids.txt").read_text() == "1\n2\n3\n"
-    assert receipt(root, "sa_images_ids.txt")["size"] == 6
+    assert state.read_receipt(RootPaths(root), "download", "sa_images_ids.txt")["size"] == 6
 
 
 # -- expiry ---------------------------------------------------------------------------------
@@ -164,7 +161,7 @@ def test_403_mid_run_fails_that_part_only_and_resumes_with_fresh_links(tmp_path:
         out, err = proc.communicate(timeout=60)
         assert proc.returncode == 8, err
         assert "link expired or revoked" in err
-        assert (root / "tars" / "sa_000001.tar").exists() and receipt(root, "sa_000001.tar")["complete"]
+        assert (root / "tars" / "sa_000001.tar").exists() and state.read_receipt(RootPaths(root), "download", "sa_000001.tar")["complete"]
         assert not RootPaths(root).receipt("download", "sa_000000.tar").exists()
         had = server.bytes_sent("sa_000000.tar")
         server.clear_faults()
@@ -256,7 +253,7 @@ def test_file_without_control_file_is_adopted_or_resumed(tmp_path: Path) -> None
         assert result.returncode == 0, result.stderr
         for part in (complete, partial, garbage):
             assert sha256(root / "tars" / part.name) == sha256(part)
-        assert receipt(root, complete.name)["adopted"] is True
+        assert state.read_receipt(RootPaths(root), "download", complete.name)["adopted"] is True
         assert not [r for r in server.requests_for(complete.name) if r.method == "GET"]
         partial_gets = [r for r in server.requests_for(partial.name) if r.method == "GET"]
         assert any((r.range_start or 0) >= half - (1 << 20) for r in partial_gets), f"not resumed: {partial_gets}"  # piece-aligned
@@ -329,7 +326,7 @@ def test_checksum_list_accepts_good_parts(small_parts: list[PartInfo], cdn: Fake
     sums = write_md5sums(small_parts, tmp_path / "checklist.txt")
     result = run_sa1b("download", links_file, "-d", tmp_path / "root", "--checksums", sums)
     assert result.returncode == 0, result.stderr
-    assert receipt(tmp_path / "root", "sa_000000.tar")["checksum_list_md5"] == small_parts[0].md5
+    assert state.read_receipt(RootPaths(tmp_path / "root"), "download", "sa_000000.tar")["checksum_list_md5"] == small_parts[0].md5
 
 
 def test_not_enough_disk_space_is_refused_unless_overridden(small_parts: list[PartInfo], cdn: FakeCDN, links_file: Path, tmp_path: Path) -> None:
@@ -356,7 +353,7 @@ def test_a_part_locked_by_a_live_run_is_skipped_and_a_stale_lock_is_broken(small
         live.release()
     assert result.returncode == 4, result.stderr
     assert "sa_000000.tar: skipped, locked by" in result.stderr
-    assert receipt(root, "sa_000001.tar")["complete"] and receipt(root, "sa_000002.tar")["complete"]
+    assert state.read_receipt(RootPaths(root), "download", "sa_000001.tar")["complete"] and state.read_receipt(RootPaths(root), "download", "sa_000002.tar")["complete"]
     assert not paths.lock("sa_000001.tar").exists()
     result = run_sa1b("download", links_file, "-d", root)
     assert result.returncode == 0, result.stderr

@@ -5,7 +5,6 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
-import json
 import os
 import shutil
 import signal
@@ -16,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from sa1b_cli import state
 from sa1b_cli.download import completed_prefix
 from sa1b_cli.integrity import ArchiveError, StreamingCheck, check_part
 from sa1b_cli.paths import RootPaths
@@ -134,16 +134,12 @@ def test_completed_prefix_reads_aria2s_bitfield() -> None:
 # -- with aria2c and the loopback CDN --------------------------------------------------------------
 
 
-def _receipt(root: Path, name: str) -> dict:
-    return json.loads(RootPaths(root).receipt("download", name).read_text())
-
-
 def test_parts_are_checked_while_they_download(small_parts: list[PartInfo], cdn: FakeCDN, links_file: Path, tmp_path: Path) -> None:
     root = tmp_path / "root"
     result = run_sa1b("download", links_file, "-d", root)
     assert result.returncode == 0, result.stderr
     for part in small_parts:
-        rec = _receipt(root, part.name)
+        rec = state.read_receipt(RootPaths(root), "download", part.name)
         assert rec["checked_while_downloading"] is True
         assert (rec["md5"], rec["sha256"], rec["images"], rec["annotations"]) == (part.md5, part.sha256, part.n_pairs, part.n_pairs)
 
@@ -180,7 +176,7 @@ def test_a_part_restarted_from_zero_is_checked_from_zero(tmp_path: Path) -> None
         result = run_sa1b("download", links, "-d", root)
         assert result.returncode == 0, result.stderr
         assert "ignored Range" in result.stderr
-        rec = _receipt(root, big.name)
+        rec = state.read_receipt(RootPaths(root), "download", big.name)
         assert rec["sha256"] == sha256(big) == sha256(root / "tars" / big.name)
         assert rec["checked_while_downloading"] is True
 
@@ -199,5 +195,5 @@ def test_without_the_streaming_check_every_part_is_read_after_it_completes(
     plan = plan_download(links.parts, links, paths, options, reporter)
     assert DownloadRun(plan, links, paths, options, reporter).run().count("complete") == len(small_parts)
     for part in small_parts:
-        rec = _receipt(root, part.name)
+        rec = state.read_receipt(RootPaths(root), "download", part.name)
         assert rec["checked_while_downloading"] is False and rec["sha256"] == part.sha256
