@@ -157,6 +157,9 @@ class Aria2Daemon:
             "allow-overwrite": "false",
             "remove-control-file": "false",
             "file-allocation": "falloc",
+            # aria2 skips allocation below 5 MiB by default: reserve every part, whatever its size,
+            # so a disk that fills up meets the next part at its start, never in its middle
+            "no-file-allocation-limit": "0",
             "max-concurrent-downloads": str(s.max_concurrent),
             "split": str(s.connections),
             "max-connection-per-server": str(min(16, s.connections)),
