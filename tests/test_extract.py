@@ -417,27 +417,38 @@ def _extract_command(root: Path, *extra: str) -> list[str]:
     return [sys.executable, "-m", "sa1b_cli", "extract", "-d", str(root), "--jobs", "1", *extra]
 
 
+# Send a signal to the extractor from inside, at its Nth os.write: an exact moment mid-unpacking, however
+# fast or loaded the machine (polling its folder from outside raced with a part unpacked in ~0.1 s).
+_SIGNAL_AT_WRITE = """
+import os, sys
+signum, after = int(sys.argv[1]), int(sys.argv[2])
+real_write = os.write
+calls = [0]
+def write(fd, data):
+    calls[0] += 1
+    if calls[0] == after:
+        os.kill(os.getpid(), signum)
+    return real_write(fd, data)
+os.write = write
+sys.argv = ["sa1b"] + sys.argv[3:]
+from sa1b_cli.cli import main
+main()
+"""
+
+
 def _signal_while_unpacking(paths: RootPaths, signum: int) -> int:
-    """Start ``sa1b extract``, send ``signum`` once the large part is half unpacked; its exit code."""
-    process = subprocess.Popen(_extract_command(paths.root, "--json"), env=sa1b_env(),
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        work = list(paths.tmp.glob("extract-sa_000009-*/files")) if paths.tmp.exists() else []
-        if work and any(work[0].iterdir()):
-            break
-        time.sleep(0.002)
-    else:
-        process.kill()
-        pytest.fail("the large part never started extracting")
-    process.send_signal(signum)
-    return process.wait(timeout=60)
+    """Run ``sa1b extract`` and deliver ``signum`` once the large part (600 members) is half unpacked; its exit code."""
+    command = _extract_command(paths.root, "--json")
+    process = subprocess.run([sys.executable, "-c", _SIGNAL_AT_WRITE, str(int(signum)), "300", *command[3:]],
+                             env=sa1b_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60)
+    return process.returncode
 
 
 def test_sigkill_mid_extraction_then_rerun_finishes(paths: RootPaths, small_parts: list[PartInfo], large_part: Path) -> None:
     small = add_downloaded(paths, small_parts[0].path)
     large = add_downloaded(paths, large_part)
     assert _signal_while_unpacking(paths, signal.SIGKILL) == -signal.SIGKILL
+    assert list(paths.tmp.glob("extract-sa_000009-*")), "killed before the large part started"
     assert state.read_receipt(paths, "extract", large) is None
     assert not (paths.root / "extracted" / "sa_000009").exists()  # nothing half-extracted is visible
 
