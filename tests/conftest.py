@@ -2,12 +2,18 @@
 
 Loopback traffic must never go through a proxy (httpx, urllib, aria2p/requests
 and aria2c all honour ``*_proxy``), so NO_PROXY is forced at import time.
+
+A suite started in the background by a shell (``pytest &``, nohup, some CI runners) inherits
+SIGINT ignored, and an ignored signal stays ignored across exec: every sa1b the tests start
+would then shrug off the Ctrl-C the interrupt tests send. Catching SIGINT here gives child
+processes the default disposition again (caught signals are reset on exec).
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import signal
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -19,6 +25,9 @@ from sa1b_cli.testing.generator import PartInfo, make_parts
 
 for _var in ("NO_PROXY", "no_proxy"):
     os.environ[_var] = "127.0.0.1,localhost"
+
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 #: Shape of the ``small_parts`` fixture: 3 gzip parts of 4 pairs (ids 1..12), 3 masks each.
 SMALL_N_PARTS = 3

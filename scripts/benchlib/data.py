@@ -56,7 +56,7 @@ def prepare_data(profile: Profile, workdir: Path, say: Callable[[str], None]) ->
                       "group": group})
         first_id += pairs
     started = time.perf_counter()
-    say(f"generating {len(specs)} parts ({sum(s['pairs'] for s in specs)} pairs) in {parts_dir} ...")
+    say(f"generating {len(specs)} parts ({sum(pairs for _, pairs, *_ in groups)} pairs) in {parts_dir} ...")
     with ProcessPoolExecutor(profile.generate_workers) as pool:
         made = list(pool.map(_generate, specs))
     parts = [Part(**m) for m in made]
