@@ -7,7 +7,7 @@ separate process. Within one run the contenders of each benchmark alternate
 (the order rotates every repeat) and every figure is the median of the repeats,
 so slow phases of a shared machine hit all contenders alike.
 
-    python scripts/bench.py                         # default, ~5 min on 2 cores -> docs/benchmarks.md
+    python scripts/bench.py                         # default: ~8 min on 2 cores (+2 the first time, to generate data) -> docs/benchmarks.md
     python scripts/bench.py --quick --output x.md   # tiny sizes, seconds (smoke test)
     python scripts/bench.py --large                 # GB-scale parts
 

@@ -71,7 +71,7 @@ class BenchBase:
         p = self.profile
         return [str(ARIA2C), "--no-conf", "-i", str(input_file), "-d", str(dest), "-j", str(p.jobs),
                 "-x", str(min(16, p.connections)), "-s", str(p.connections), f"--min-split-size={p.min_split}",
-                "--file-allocation=falloc", "--console-log-level=error", "--summary-interval=0", "-q"]
+                "--file-allocation=falloc", "--no-file-allocation-limit=0", "--console-log-level=error", "--summary-interval=0", "-q"]
 
     def verify_cmd(self, root: Path, parts: list[Part], *extra: str) -> list[str]:
         return self.runner.sa1b("verify", "-d", str(root), "--parts", parts_spec(parts), "--force", "--quiet", *extra)

@@ -168,7 +168,7 @@ class DownloadBench(BenchBase):
             f"{len(parts)} parts ({len(self.small)} small of ~{fmt_mb(median([x.size for x in self.small]))}, "
             f"{len(self.large)} large of ~{fmt_mb(median([x.size for x in self.large]))}), {fmt_mb(total)} in all, "
             f"from the loopback CDN. sa1b and raw aria2c: `-j {p.jobs}`, {p.connections} connections per part "
-            f"(`-x`/`-s`), min split size {p.min_split}, `--file-allocation=falloc`. First and last byte: when "
+            f"(`-x`/`-s`), min split size {p.min_split}, `--file-allocation=falloc --no-file-allocation-limit=0`. First and last byte: when "
             "the CDN's byte counter (polled every 10 ms) first moved and reached the total, from the command's start.",
         )
         section.tables.append(self._download_table(f"Unthrottled loopback (CPU and page cache bound), median of {p.repeats}",
