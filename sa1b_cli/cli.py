@@ -161,7 +161,11 @@ def _exit_without_teardown(code: int) -> None:
     except (OSError, ValueError):
         return  # a closed pipe: let Python report it as it always does
     atexit._run_exitfuncs()  # noqa: SLF001 - what Python's own exit would run first
-    os._exit(code)
+    try:
+        sys.stdout.flush()  # anything an exit handler wrote
+        sys.stderr.flush()
+    finally:
+        os._exit(code)
 
 
 # -- download ---------------------------------------------------------------------------------
