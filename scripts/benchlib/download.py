@@ -157,6 +157,17 @@ class DownloadBench(BenchBase):
             steady = self._download_scenario(steady_links, [steady_part], ["sa1b download", "aria2c -i"])
         finally:
             self.cdn.set_faults(steady_part.name, None)
+        # The naive loop on that part would take `used` times as long (one connection at the same limit):
+        # its rate is measured on the smallest part instead, at the same per-connection limit.
+        sample = min(self.small, key=lambda x: x.size)
+        sample_links = write_links_subset(self.links, [sample.name], self.workdir / "links-naive-sample.txt")
+        self.say(f"  ... now the {naive} at the same per-connection limit, on one small part")
+        self.cdn.set_faults(sample.name, Faults(rate_limit_bytes_per_s=steady_part.size / used / p.steady_seconds))
+        try:
+            naive_sample = self._download_scenario(sample_links, [sample], [naive])[naive]
+        finally:
+            self.cdn.set_faults(sample.name, None)
+        naive_rate = sample.size / median([t.wall for t in naive_sample])  # bytes/s, start-up included
         cpu_rows, shares, fixed = self._controller_cpu(
             [("unthrottled, all parts", free, links, parts), ("throttled, all parts", throttled, links, parts),
              (f"steady state: one part over {median([t.wall for t in steady['sa1b download']]):.0f} s", steady,
@@ -235,10 +246,23 @@ class DownloadBench(BenchBase):
                                       f"~{p.steady_seconds:.0f} s)", "<= 1.05x",
                                       f"{steady_ratio:.3f}x (+{steady_gap:.1f} s: start-up and the rest of the check)",
                                       steady_ratio <= 1.05))
-        versus_naive = wall_thr[naive] / wall_thr["sa1b download"]
-        section.targets.append(Target(f"download faster than the {naive} ({p.throttle / 1e6:.0f} MB/s per connection)", "> 1x",
-                                      f"{versus_naive:.2f}x faster; unthrottled "
-                                      f"{wall_free[naive] / wall_free['sa1b download']:.2f}x", versus_naive > 1))
+        naive_projected = steady_part.size / naive_rate
+        steady_wall = {c: median([t.wall for t in ts]) for c, ts in steady.items()}
+        versus_naive = naive_projected / steady_wall["sa1b download"]
+        section.notes.append(
+            f"Against the {naive} on the long transfer: at the same per-connection limit "
+            f"({steady_part.size / used / p.steady_seconds / MiB:.2f} MiB/s per connection) `{self.naive_tool}` fetched a "
+            f"{fmt_mb(sample.size)} part at {naive_rate / MiB:.2f} MiB/s (median of "
+            f"{len(naive_sample)}, start-up included), so the loop would take {fmt_s(naive_projected)} for this "
+            f"{fmt_mb(steady_part.size)} part: sa1b on {used} connection{"s" if used != 1 else ""} is {versus_naive:.2f}x faster, raw aria2c "
+            f"{naive_projected / steady_wall['aria2c -i']:.2f}x. Perfect scaling would be {used}x; what is missing is "
+            "the fixed time of each run (start-up and, for sa1b, the rest of the check), as in the row against raw aria2c.")
+        section.targets.append(Target(
+            f"download faster than the {naive} by at least the connections it uses (one part on {used} connections, "
+            "limited per connection)", f">= {used}x",
+            f"{versus_naive:.2f}x (raw aria2c {naive_projected / steady_wall['aria2c -i']:.2f}x); all parts at "
+            f"{p.throttle / 1e6:.0f} MB/s per connection {wall_thr[naive] / wall_thr['sa1b download']:.2f}x, "
+            f"unthrottled {wall_free[naive] / wall_free['sa1b download']:.2f}x", versus_naive >= used))
         loop_share, with_start, whole = shares[-1]
         section.targets.append(Target("controller CPU, steady state, without the integrity pass", "< 5% of one core",
                                       f"{loop_share:.1f}% ({with_start:.1f}% with start-up, {whole:.1f}% with start-up "
