@@ -256,7 +256,8 @@ class DownloadBench(BenchBase):
             f"{len(naive_sample)}, start-up included), so the loop would take {fmt_s(naive_projected)} for this "
             f"{fmt_mb(steady_part.size)} part: sa1b on {used} connection{'s' if used != 1 else ''} is {versus_naive:.2f}x faster, raw aria2c "
             f"{naive_projected / steady_wall['aria2c -i']:.2f}x. Perfect scaling would be {used}x: raw aria2c falls short "
-            "because its last connections finish after the others, and sa1b by that plus its fixed time per run "
+            "because its connections do not all stay busy to the end (a range too small to split again is left to "
+            "one connection) and it exits a moment after the last byte, and sa1b by that plus its fixed time per run "
             f"(+{steady_gap:.1f} s: start-up and the rest of the check, as in the row against raw aria2c).")
         section.targets.append(Target(
             f"download faster than the {naive} by at least the connections it uses (one part on {used} connections, "
