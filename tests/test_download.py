@@ -19,7 +19,7 @@ from sa1b_cli.locking import PartLock
 from sa1b_cli.paths import RootPaths
 from sa1b_cli.testing.cdn import FakeCDN, Faults
 from sa1b_cli.testing.generator import PartInfo, write_md5sums
-from sa1b_cli.testing.processes import aria2c_pids, run_sa1b, start_sa1b, wait_for
+from sa1b_cli.testing.processes import aria2c_pids, crash_download_midway, run_sa1b, start_sa1b, wait_for
 
 
 def sha256(path: Path) -> str:
@@ -188,13 +188,8 @@ def test_sigkill_then_rerun_resumes_from_the_bytes_on_disk(tmp_path: Path) -> No
         links = server.write_links(tmp_path / "links.txt")
         server.set_faults(None, Faults(rate_limit_bytes_per_s=3_000_000))
         root = tmp_path / "root"
-        proc = start_sa1b("download", links, "-d", root, "-x", "4", "--min-split-size", "1M")
-        wait_for(lambda: server.bytes_sent() > size * 0.4, timeout=60)
-        time.sleep(1.5)  # let aria2 save its control file (auto-save every second)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-        kill_time = time.time()
-        wait_for(lambda: not aria2c_pids(root), timeout=10)
+        kill_time = crash_download_midway(root, links, "-x", "4", "--min-split-size", "1M",
+                                          bytes_sent=server.bytes_sent, after_bytes=size * 0.4, settle=1.5)
         before = server.bytes_sent()
         assert (root / "tars" / "sa_000000.tar.aria2").exists()
         server.clear_faults()
@@ -280,12 +275,8 @@ def test_server_ignoring_range_does_not_corrupt_a_partial_file(tmp_path: Path) -
         links = server.write_links(tmp_path / "links.txt")
         server.set_faults(None, Faults(rate_limit_bytes_per_s=2_000_000))
         root = tmp_path / "root"
-        proc = start_sa1b("download", links, "-d", root, "-x", "2", "--min-split-size", "1M")
-        wait_for(lambda: server.bytes_sent() > 4_000_000, timeout=60)
-        time.sleep(1.2)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-        wait_for(lambda: not aria2c_pids(root), timeout=10)
+        crash_download_midway(root, links, "-x", "2", "--min-split-size", "1M",
+                              bytes_sent=server.bytes_sent, after_bytes=4_000_000, settle=1.2)
         server.set_faults(None, Faults(ignore_range=True))
         result = run_sa1b("download", links, "-d", root)
         assert result.returncode == 0, result.stderr

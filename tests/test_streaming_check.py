@@ -7,7 +7,6 @@ import hashlib
 import io
 import os
 import shutil
-import signal
 import tarfile
 import threading
 from dataclasses import asdict
@@ -21,7 +20,7 @@ from sa1b_cli.integrity import ArchiveError, StreamingCheck, check_part
 from sa1b_cli.paths import RootPaths
 from sa1b_cli.testing.cdn import FakeCDN, Faults
 from sa1b_cli.testing.generator import PartInfo
-from sa1b_cli.testing.processes import aria2c_pids, run_sa1b, start_sa1b, wait_for
+from sa1b_cli.testing.processes import crash_download_midway, run_sa1b, wait_for
 
 
 def sha256(path: Path) -> str:
@@ -165,11 +164,7 @@ def test_a_part_restarted_from_zero_is_checked_from_zero(tmp_path: Path) -> None
         links = server.write_links(tmp_path / "links.txt")
         server.set_faults(None, Faults(rate_limit_bytes_per_s=2_000_000))
         root = tmp_path / "root"
-        proc = start_sa1b("download", links, "-d", root, "-x", "1", output=False)
-        wait_for(lambda: server.bytes_sent() > 4_000_000, timeout=60)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-        wait_for(lambda: not aria2c_pids(root), timeout=10)
+        crash_download_midway(root, links, "-x", "1", bytes_sent=server.bytes_sent, after_bytes=4_000_000, output=False)
         # The rerun resumes, is refused (error 8: the server ignores Range), deletes the file and starts over:
         # the stream of the first attempt must not count.
         server.set_faults(None, Faults(ignore_range=True, rate_limit_bytes_per_s=8_000_000))

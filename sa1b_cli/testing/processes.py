@@ -9,6 +9,7 @@ orphans.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -58,6 +59,21 @@ def wait_for(predicate: Callable[[], object], timeout: float = 30.0, what: str =
             return value
         time.sleep(interval)
     raise AssertionError(f"{what} not reached within {timeout}s")
+
+
+def crash_download_midway(root: Path, *args: str | Path, bytes_sent: Callable[[], int], after_bytes: float,
+                          settle: float = 0.0, output: bool = True) -> float:
+    """Start ``sa1b download ARGS`` into ROOT and SIGKILL it once ``bytes_sent()`` passes ``after_bytes``
+    (``settle`` seconds later: aria2 saves its control file every second); return once its aria2c is
+    gone too, with the time of the kill: the state a crash leaves behind."""
+    proc = start_sa1b("download", *args, "-d", root, output=output)
+    wait_for(lambda: bytes_sent() > after_bytes, timeout=60, what=f"{after_bytes:.0f} bytes sent")
+    time.sleep(settle)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed = time.time()
+    wait_for(lambda: not aria2c_pids(root), timeout=10, what="aria2c gone after the kill")
+    return killed
 
 
 def aria2c_pids(root: Path) -> list[int]:
