@@ -113,7 +113,7 @@ class DownloadBench(BenchBase):
 
     def _download_table(self, title: str, results: dict[str, list[Timed]], total: int) -> Table:
         baselines = [c for c in ("aria2c -i", f"{self.naive_tool} loop") if c in results]
-        wall = {c: median([t.wall for t in ts]) for c, ts in results.items()}
+        wall = median_walls(results)
         rows = []
         for c, ts in results.items():
             rows.append([c, fmt_s(wall[c]), fmt_rate(total, wall[c]), fmt_s(median([t.first_byte for t in ts])),
@@ -196,8 +196,8 @@ class DownloadBench(BenchBase):
             f"median of {p.repeats}", steady, steady_part.size))
         section.tables.append(Table(f"sa1b controller CPU (its own process, all threads), median of {p.repeats}",
                                     ["run", "wall", "what", "CPU", "share of one core over the wall time"], cpu_rows))
-        wall_free = {c: median([t.wall for t in ts]) for c, ts in free.items()}
-        wall_thr = {c: median([t.wall for t in ts]) for c, ts in throttled.items()}
+        wall_free = median_walls(free)
+        wall_thr = median_walls(throttled)
 
         def gap(results: dict[str, list[Timed]], measure: Callable[[Timed], float]) -> tuple[float, float]:
             """(sa1b minus aria2c, sa1b over aria2c) of a per-run measure's medians."""
@@ -247,7 +247,7 @@ class DownloadBench(BenchBase):
                                       f"{steady_ratio:.3f}x (+{steady_gap:.1f} s: start-up and the rest of the check)",
                                       steady_ratio <= 1.05))
         naive_projected = steady_part.size / naive_rate
-        steady_wall = {c: median([t.wall for t in ts]) for c, ts in steady.items()}
+        steady_wall = median_walls(steady)
         versus_naive = naive_projected / steady_wall["sa1b download"]
         section.notes.append(
             f"Against the {naive} on the long transfer: at the same per-connection limit "
@@ -427,6 +427,11 @@ class DownloadBench(BenchBase):
         ranged = sum(r["bytes_sent"] for r in gets if r["range_header"])
         return {"at_kill": float(sent), "sent_run1": float(sent_run1), "refetch": float(sent_run1 + sent_run2 - part.size),
                 "no_range": float(no_range), "resumed_from": float(max(0, part.size - ranged)) if ranged else 0.0}
+
+
+def median_walls(results: dict[str, list[Timed]]) -> dict[str, float]:
+    """Each contender's median wall time."""
+    return {c: median([t.wall for t in ts]) for c, ts in results.items()}
 
 
 def _children(pid: int) -> list[int]:
