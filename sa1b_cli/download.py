@@ -12,10 +12,10 @@ to read when its last byte lands; on any doubt it is read again in full.
 from __future__ import annotations
 
 import errno
-import json
 import os
 import random
 import re
+import secrets
 import shutil
 import threading
 import time
@@ -25,22 +25,21 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
-
-import aria2p
-import requests
-import websocket  # websocket-client: aria2p's own dependency for aria2's notifications
+from typing import TYPE_CHECKING, Any
 
 from sa1b_cli import state
 from sa1b_cli.aria2_control import read_control_file
-from sa1b_cli.aria2_daemon import Aria2Daemon, DaemonSettings
-from sa1b_cli.errors import Aria2Error, DiskSpaceError, ExitStatus, Interrupted, UsageError
+from sa1b_cli.aria2_daemon import Aria2Daemon, DaemonSettings, InputEntry
+from sa1b_cli.errors import Aria2Error, Aria2RpcError, DiskSpaceError, ExitStatus, Interrupted, UsageError
 from sa1b_cli.events import PartTransfer, Reporter, TransferSnapshot
 from sa1b_cli.integrity import ArchiveError, PartCheck, StreamingCheck, check_part, hash_file
 from sa1b_cli.links import PART_NAME, LinkEntry, LinksFile, parse_links, redact_text, redact_url
 from sa1b_cli.locking import LockKeeper, PartLock
 from sa1b_cli.paths import RootPaths
 from sa1b_cli.probe import ProbeResult, probe_links
+
+if TYPE_CHECKING:
+    from sa1b_cli.aria2_client import PartEndListener
 
 STATUS_KEYS = [
     "gid", "status", "totalLength", "completedLength", "downloadSpeed", "connections", "errorCode", "errorMessage",
@@ -51,7 +50,6 @@ MAX_BACKOFF_SECONDS = 300.0
 RUN_FILE_EVERY = 2.0
 _ARIA2_SIZE = re.compile(r"^(\d+)([KkMm]?)$")
 MIN_SPLIT_RANGE = (1 << 20, 1 << 30)  # what aria2c accepts for --min-split-size
-_PART_ENDED = {aria2p.NOTIFICATION_COMPLETE, aria2p.NOTIFICATION_ERROR, aria2p.NOTIFICATION_STOP}
 
 
 @dataclass
@@ -204,13 +202,8 @@ def _allocated_bytes(path: Path) -> int:
 
 def plan_download(
     entries: list[LinkEntry], links: LinksFile, paths: RootPaths, options: DownloadOptions, reporter: Reporter,
-    daemon: Aria2Daemon | None = None,
 ) -> DownloadPlan:
-    """Decide per part: already complete, expired, or to fetch (with its size from a HEAD request).
-
-    ``daemon``, when given, is launched before the HEAD requests if some part needs fetching:
-    aria2c then starts while they run instead of after them.
-    """
+    """Decide per part: already complete, expired, or to fetch (with its size from a HEAD request)."""
     _check_root_writable(paths)
     now = time.time()
     parts: list[PartPlan] = []
@@ -228,8 +221,6 @@ def plan_download(
         parts.append(plan)
     by_name = {p.name: p for p in parts}
     if to_probe:
-        if daemon is not None:
-            daemon.launch()
         reporter.event("probe", f"checking {len(to_probe)} link(s) for sizes (HEAD)")
         for result in probe_links(to_probe):
             _apply_probe(by_name[result.name], result)
@@ -351,11 +342,8 @@ class DownloadRun:
 
     def __init__(
         self, plan: DownloadPlan, links: LinksFile, paths: RootPaths, options: DownloadOptions, reporter: Reporter,
-        daemon: Aria2Daemon | None = None,
     ) -> None:
-        """``daemon``: one made (and perhaps launched) by :func:`make_daemon` for the plan; the run stops it."""
         self.plan = plan
-        self._daemon = daemon
         self.links = links
         self.links_mtime = _mtime(Path(links.path))
         self.paths = paths
@@ -369,7 +357,8 @@ class DownloadRun:
         self.checks: dict[str, Future[PartOutcome]] = {}
         self.stop_event = threading.Event()
         self.wake = threading.Event()  # set when a part completes or fails in aria2, or a check ends: poll now
-        self.sockets: list[websocket.WebSocket] = []  # aria2's notifications, one per aria2c started
+        self.listeners: list[PartEndListener] = []  # aria2's notifications, one per aria2c started
+        self.head_start: list[InputEntry] | None = None  # collects the first parts before aria2c runs
         self.disk_full = False
         self.started = time.monotonic()
         self.last_run_file = 0.0
@@ -389,17 +378,15 @@ class DownloadRun:
     # The loop -------------------------------------------------------------------------------
     def run(self) -> DownloadResult:
         if not self.queue:
-            if self._daemon is not None:
-                self._daemon.stop()
             self.result.elapsed = time.monotonic() - self.started
             return self.result
         workers = max(1, min(self.options.jobs, os.cpu_count() or 1))
         with LockKeeper(self.options.lock_refresh_every) as keeper, ThreadPoolExecutor(workers, thread_name_prefix="sa1b-check") as pool:
             self.keeper, self.pool = keeper, pool
-            daemon = self._daemon or make_daemon(self.paths, self.options)
+            self.daemon = daemon = make_daemon(self.paths, self.options)
             try:
+                self._launch_with_head_start()
                 daemon.start()
-                self.daemon = daemon
                 self._listen()
                 self._loop()
             except KeyboardInterrupt:
@@ -408,8 +395,8 @@ class DownloadRun:
             finally:
                 self.stop_event.set()
                 daemon.stop()
-                for socket in self.sockets:
-                    socket.close()
+                for listener in self.listeners:
+                    listener.close()
                 for name, future in list(self.checks.items()):
                     try:
                         self._record(future.result())
@@ -441,34 +428,30 @@ class DownloadRun:
                 self.wake.clear()
         self._report(force=True)
 
+    def _launch_with_head_start(self) -> None:
+        """Launch aria2c with the first parts on its input file: they download from its first
+        moment, while this process still imports aria2p (~0.2 s) and connects to it.
+
+        Locks, file checks and gids are settled here exactly as for a part added later over RPC."""
+        self.head_start = []
+        try:
+            self._fill()
+            self.daemon.launch(self.head_start)
+        finally:
+            self.head_start = None
+
     def _listen(self) -> None:
         """Wake the loop the moment aria2 says a part completed or failed, instead of at the next poll.
 
-        The WebSocket is connected here, before any part is added, so no notification can be missed;
-        aria2p parses what arrives. Events are only hints that make the loop poll now (the socket
-        dies with aria2c and is never reconnected): what happened is always read from the poll.
+        Connected before the loop's first poll and before any part is added over RPC: a head-start
+        part that ended earlier is seen by that poll, any later end is notified. Events are only hints
+        (what happened is always read from the poll).
         """
-        try:
-            socket = websocket.create_connection(self.daemon.api_client.ws_server, timeout=1)
-        except (OSError, websocket.WebSocketException):
-            return  # the poll timer alone, as before
-        self.sockets.append(socket)
-        threading.Thread(target=self._notifications, args=(socket,), name="sa1b-aria2-events", daemon=True).start()
+        from sa1b_cli.aria2_client import PartEndListener
 
-    def _notifications(self, socket: websocket.WebSocket) -> None:
-        while not self.stop_event.is_set():
-            try:
-                message = socket.recv()
-            except websocket.WebSocketTimeoutException:
-                continue
-            except (OSError, websocket.WebSocketException):
-                return  # aria2c stopped (or restarted: a new socket listens to the new one)
-            try:
-                notification = aria2p.Notification.get_or_raise(json.loads(message))
-            except (ValueError, aria2p.ClientException):
-                continue
-            if notification.type in _PART_ENDED:
-                self.wake.set()
+        listener = PartEndListener.connect(self.daemon.api_client, self.wake.set)
+        if listener is not None:
+            self.listeners.append(listener)
 
     def _drop_lost_locks(self) -> None:
         """Another run broke our lock (we stalled past its timeout): stop writing that part at once."""
@@ -479,7 +462,7 @@ class DownloadRun:
             if a.gid:
                 try:
                     self.daemon.api_client.force_remove(a.gid)
-                except (requests.RequestException, aria2p.ClientException):
+                except Aria2RpcError:
                     pass
             _abort_stream(a)
             del self.active[name]
@@ -565,11 +548,15 @@ class DownloadRun:
         # sent again at 25 MB/s per connection, 19% on unthrottled loopback, and a lower rate.)
         streamed = self.options.check_while_downloading and name.endswith(".tar")
         fresh = not tar.exists()
-        try:
-            active.gid = self.daemon.api_client.add_uri([entry.url], options)
-        except (requests.RequestException, aria2p.ClientException) as exc:
-            self._daemon_trouble(exc)
-            return
+        if self.head_start is not None:  # aria2c is not running yet: on its input file, with our gid
+            active.gid = secrets.token_hex(8)
+            self.head_start.append(InputEntry(entry.url, {"gid": active.gid, **options}))
+        else:
+            try:
+                active.gid = self.daemon.api_client.add_uri([entry.url], options)
+            except Aria2RpcError as exc:
+                self._daemon_trouble(exc)
+                return
         active.status = "active"
         if streamed:
             active.stream = StreamingCheck(tar, self._stop_check)
@@ -588,7 +575,7 @@ class DownloadRun:
         client = self.daemon.api_client
         try:
             replies = client.multicall2([(client.TELL_STATUS, [a.gid, STATUS_KEYS]) for _, a in downloading])
-        except (requests.RequestException, aria2p.ClientException, ValueError) as exc:
+        except Aria2RpcError as exc:
             self._daemon_trouble(exc)
             return
         for (name, a), reply in zip(downloading, replies):
@@ -658,7 +645,7 @@ class DownloadRun:
     def _forget(self, gid: str) -> None:
         try:
             self.daemon.api_client.remove_download_result(gid)
-        except (requests.RequestException, aria2p.ClientException):
+        except Aria2RpcError:
             pass
 
     def _daemon_trouble(self, exc: BaseException) -> None:
@@ -845,7 +832,7 @@ class DownloadRun:
         try:
             current = [u["uri"] for u in client.get_uris(a.gid)]
             client.change_uri(a.gid, 1, current, [new_url], 0)  # delete every copy: aria2 keeps one per connection
-        except (requests.RequestException, aria2p.ClientException):
+        except Aria2RpcError:
             pass
 
     def _report(self, force: bool = False) -> None:

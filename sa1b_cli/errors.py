@@ -73,6 +73,10 @@ class Aria2Error(Sa1bError):
     exit_status = ExitStatus.ERROR
 
 
+class Aria2RpcError(Aria2Error):
+    """One JSON-RPC call to aria2c failed: no answer, a broken reply or an error reply."""
+
+
 class Interrupted(Sa1bError):
     """A signal asked us to stop; everything was saved."""
 

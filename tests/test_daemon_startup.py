@@ -1,12 +1,14 @@
-"""The download loop around aria2c: launched early (while the HEAD requests run), never leaked, woken by events."""
+"""The download loop around aria2c: started with its first parts (before aria2p is imported), never leaked, woken by events."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from pathlib import Path
 
-from sa1b_cli.aria2_daemon import Aria2Daemon, DaemonSettings
-from sa1b_cli.download import DownloadOptions, DownloadRun, make_daemon, plan_download
+from sa1b_cli.aria2_daemon import Aria2Daemon, DaemonSettings, InputEntry
+from sa1b_cli.download import DownloadOptions, DownloadRun, plan_download
 from sa1b_cli.events import NullReporter
 from sa1b_cli.links import parse_links
 from sa1b_cli.paths import RootPaths
@@ -46,26 +48,64 @@ def test_a_launched_daemon_never_started_is_stopped(tmp_path: Path) -> None:
     assert _gone(tmp_path)
 
 
-def test_plan_launches_the_daemon_only_when_something_is_fetched(
+def test_a_run_starts_aria2c_with_its_first_parts_and_a_complete_set_starts_none(
     small_parts: list[PartInfo], cdn: FakeCDN, links_file: Path, tmp_path: Path
 ) -> None:
     root = tmp_path / "root"
-    paths, options, reporter = RootPaths(root), DownloadOptions(), NullReporter()
+    paths, options, reporter = RootPaths(root), DownloadOptions(jobs=1), NullReporter()
     links = parse_links(links_file)
 
-    daemon = make_daemon(paths, options)
-    plan = plan_download(links.parts, links, paths, options, reporter, daemon)
-    assert len(plan.to_fetch) == len(small_parts)
-    assert aria2c_pids(root), "aria2c must be starting while the HEAD requests run"
-    result = DownloadRun(plan, links, paths, options, reporter, daemon).run()
-    assert result.count("complete") == len(small_parts)
+    plan = plan_download(links.parts, links, paths, options, reporter)
+    assert len(plan.to_fetch) == len(small_parts) and not aria2c_pids(root), "the plan itself starts nothing"
+    run = DownloadRun(plan, links, paths, options, reporter)
+    result = run.run()
+    assert result.count("complete") == len(small_parts)  # jobs=1: two on aria2c's input file, one over RPC
     assert _gone(root)
 
-    again = make_daemon(paths, options)
-    plan = plan_download(links.parts, links, paths, options, reporter, again)
-    assert not plan.to_fetch and not aria2c_pids(root), "a complete set starts no aria2c"
-    assert DownloadRun(plan, links, paths, options, reporter, again).run().count("already") == len(small_parts)
-    assert _gone(root)
+    plan = plan_download(links.parts, links, paths, options, reporter)
+    run = DownloadRun(plan, links, paths, options, reporter)
+    assert not plan.to_fetch and run.run().count("already") == len(small_parts)
+    assert not aria2c_pids(root), "a complete set starts no aria2c"
+
+
+def test_head_start_parts_download_before_any_rpc_and_are_not_added_again_on_restart(
+    small_parts: list[PartInfo], cdn: FakeCDN, tmp_path: Path
+) -> None:
+    tars = tmp_path / "tars"
+    daemon = Aria2Daemon(DaemonSettings(download_dir=tars))
+    first, second = small_parts[0], small_parts[1]
+    gids = {first.name: "0123456789abcdef", second.name: "fedcba9876543210"}
+    entries = [InputEntry(cdn.signed_url(p.name), {"gid": gids[p.name], "out": p.name}) for p in (first, second)]
+    daemon.launch(entries)
+    try:
+        pid = aria2c_pids(tmp_path)[0]
+        command_line = Path(f"/proc/{pid}/cmdline").read_bytes()
+        assert b"--input-file=-" in command_line and b"oh=" not in command_line, "signed URLs go on stdin only"
+        deadline = time.monotonic() + 10
+        while sum(cdn.bytes_sent(p.name) for p in (first, second)) < first.size + second.size:
+            assert time.monotonic() < deadline, "the head start did not download on its own"
+            time.sleep(0.01)
+        daemon.start()  # the first RPC only now
+        client = daemon.api_client
+        for part in (first, second):
+            status = client.tell_status(gids[part.name], ["status", "totalLength"])
+            assert status["totalLength"] == str(part.size)
+        daemon.restart()
+        assert daemon.api_client.tell_active(["gid"]) == [] and daemon.api_client.tell_waiting(0, 10, ["gid"]) == []
+    finally:
+        daemon.stop()
+    assert (tars / first.name).stat().st_size == first.size
+    assert _gone(tmp_path)
+
+
+def test_download_modules_leave_aria2p_unimported_until_aria2c_runs() -> None:
+    """aria2p (with requests, loguru, websocket-client) is imported while the head start downloads."""
+    code = (
+        "import sys, sa1b_cli.cli, sa1b_cli.download, sa1b_cli.aria2_daemon, sa1b_cli.links, sa1b_cli.locking\n"
+        "print(sorted(m for m in ('aria2p', 'requests', 'websocket', 'loguru') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
 
 
 def test_the_loop_is_woken_by_aria2_and_by_finished_checks_not_only_by_its_timer(
