@@ -262,8 +262,16 @@ class Aria2Daemon:
         self._remove_secret()
         raise Aria2Error(f"could not start aria2c ({self.binary}): {last_error or 'unknown error'}")
 
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
+    def alive(self, grace: float = 0.0) -> bool:
+        """Is aria2c running? ``grace``: wait that long for it to end first (a killed aria2c resets
+        its connections a moment before the kernel reports it gone)."""
+        if self.proc is None:
+            return False
+        try:
+            self.proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            return True
+        return False
 
     def stop(self, grace: float = 10.0) -> None:
         """Stop aria2c: SIGTERM (a forced halt that still saves control files; a few ms with the

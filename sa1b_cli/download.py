@@ -30,10 +30,30 @@ from typing import TYPE_CHECKING, Any
 from sa1b_cli import state
 from sa1b_cli.aria2_control import read_control_file
 from sa1b_cli.aria2_daemon import Aria2Daemon, DaemonSettings, InputEntry
-from sa1b_cli.errors import Aria2Error, Aria2RpcError, DiskSpaceError, ExitStatus, Interrupted, UsageError
+from sa1b_cli.errors import (
+    Aria2Error,
+    Aria2RpcError,
+    DiskSpaceError,
+    ExitStatus,
+    Interrupted,
+    UsageError,
+)
 from sa1b_cli.events import PartTransfer, Reporter, TransferSnapshot
-from sa1b_cli.integrity import ArchiveError, PartCheck, StreamingCheck, check_part, hash_file
-from sa1b_cli.links import PART_NAME, LinkEntry, LinksFile, parse_links, redact_text, redact_url
+from sa1b_cli.integrity import (
+    ArchiveError,
+    PartCheck,
+    StreamingCheck,
+    check_part,
+    hash_file,
+)
+from sa1b_cli.links import (
+    PART_NAME,
+    LinkEntry,
+    LinksFile,
+    parse_links,
+    redact_text,
+    redact_url,
+)
 from sa1b_cli.locking import LockKeeper, PartLock
 from sa1b_cli.paths import RootPaths
 from sa1b_cli.probe import ProbeResult, probe_links
@@ -546,7 +566,7 @@ class DownloadRun:
         # first of several. (stream-piece-selector=inorder would grow it on every connection, but aria2 then
         # re-requests each segment and drops connections with bytes in flight: measured 2% of the bytes
         # sent again at 25 MB/s per connection, 19% on unthrottled loopback, and a lower rate.)
-        streamed = self.options.check_while_downloading and name.endswith(".tar")
+        streamed = self.options.check_while_downloading and name.endswith(".tar") and not self._checked_by_extraction(name)
         fresh = not tar.exists()
         if self.head_start is not None:  # aria2c is not running yet: on its input file, with our gid
             active.gid = secrets.token_hex(8)
@@ -650,7 +670,7 @@ class DownloadRun:
 
     def _daemon_trouble(self, exc: BaseException) -> None:
         """RPC failed: if aria2c died, restart it and re-add what was running (control files keep progress)."""
-        if self.daemon.alive():
+        if self.daemon.alive(grace=2.0):
             raise Aria2Error(f"aria2c stopped answering: {exc}") from exc
         code = self.daemon.proc.returncode if self.daemon.proc else None
         if self.daemon.starts > MAX_DAEMON_RESTARTS:
@@ -681,6 +701,10 @@ class DownloadRun:
             if adopting:
                 return PartOutcome(name, "refetch", f"file is {size} bytes, the server has {a.expected_size}")
             return PartOutcome(name, "failed", f"size {size} differs from Content-Length {a.expected_size}")
+        if stream is None and self._checked_by_extraction(name):
+            extracted = self._check_while_extracting(name, a, adopting)
+            if extracted is not None:
+                return extracted
         streamed = None if stream is None or adopting else stream.result(size)
         if streamed is not None:
             check = streamed
@@ -692,6 +716,45 @@ class DownloadRun:
         else:  # an extra such as sa_images_ids.txt: no structure to check, only hashes
             size, md5, sha256 = hash_file(tar, self._stop_check)
             check = PartCheck(size=size, md5=md5, sha256=sha256, compressed=False)
+        outcome = self._accept(name, a, check, adopting=adopting, streamed=streamed is not None)
+        if outcome.status == "complete" and self.options.extract_layout and PART_NAME.match(name):
+            outcome.extracted = self._extract(name)
+            if not outcome.extracted:
+                outcome.reason = "downloaded, but extraction failed (see above)"
+        return outcome
+
+    def _checked_by_extraction(self, name: str) -> bool:
+        """With --extract, a part not extracted yet is checked by the read that unpacks it (one read, not two)."""
+        return bool(self.options.extract_layout) and PART_NAME.match(name) is not None and not _extracted(self.paths, name)
+
+    def _check_while_extracting(self, name: str, a: _Active, adopting: bool) -> PartOutcome | None:
+        """Check a part by unpacking it: the extraction's read hashes it and the download receipt is written
+        from that read. None when the extraction did not get through: the caller then checks the part on
+        its own and extracts it the ordinary way, which tells a corrupt download from a failed extraction."""
+        from sa1b_cli.extract import INTERRUPTED, extract_part
+
+        accepted: list[PartOutcome] = []
+
+        def accept(check: PartCheck) -> bool:
+            accepted.append(self._accept(name, a, check, adopting=adopting, streamed=False, extracting=True))
+            return accepted[-1].status == "complete"
+
+        result = extract_part(
+            self.paths, name, self.options.extract_layout, self.reporter, lock_held=True,
+            remove_tar=self.options.remove_tars, stop=self.stop_event, source_check=accept,
+        )
+        if result.status == INTERRUPTED:
+            raise _Stop()
+        if accepted and accepted[-1].status != "complete":
+            return accepted[-1]  # refused by the checksum list: failed, nothing extracted
+        if not result.ok or not accepted:
+            return None
+        accepted[-1].extracted = True
+        return accepted[-1]
+
+    def _accept(self, name: str, a: _Active, check: PartCheck, *, adopting: bool, streamed: bool,
+                extracting: bool = False) -> PartOutcome:
+        """Compare a read part with the checksum list and write its download receipt."""
         expected_md5 = (self.options.checksums or {}).get(name)
         if expected_md5 and expected_md5 != check.md5:
             return PartOutcome(name, "failed", f"md5 {check.md5} does not match the checksum list ({expected_md5}); the server sent corrupt bytes")
@@ -708,15 +771,11 @@ class DownloadRun:
             "content_length": a.expected_size,
             "checksum_list_md5": expected_md5,
             "adopted": adopting,
-            "checked_while_downloading": streamed is not None,
+            "checked_while_downloading": streamed,
+            "checked_while_extracting": extracting,
         }
         state.write_receipt(self.paths, "download", name, receipt)
-        outcome = PartOutcome(name, "complete", size=check.size)
-        if self.options.extract_layout and PART_NAME.match(name):
-            outcome.extracted = self._extract(name)
-            if not outcome.extracted:
-                outcome.reason = "downloaded, but extraction failed (see above)"
-        return outcome
+        return PartOutcome(name, "complete", size=check.size)
 
     def _stop_check(self, _n: int) -> None:
         """Called for every block a check reads: ends it at once when the run stops."""

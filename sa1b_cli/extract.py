@@ -23,6 +23,11 @@ Why it is built this way
   the temporary file is already ours); a name that exists with other content, or
   that another part owns, is a collision: the part fails and what it linked is
   removed again. The extract receipt is written last and is the proof of a part.
+- One read. ``download --extract`` hands a freshly downloaded part over with a
+  ``source_check``: the bytes read for unpacking are hashed on the way (md5 and sha256
+  in their own threads), and the download receipt is written from that read, before
+  the part is published, instead of inflating the part once to check it and again
+  to unpack it.
 
 Where files go (see :func:`part_file_locations`)::
 
@@ -40,6 +45,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import filecmp
+import io
 import json
 import os
 import shutil
@@ -58,7 +64,13 @@ from sa1b_cli import state
 from sa1b_cli.console import human_bytes
 from sa1b_cli.errors import DiskSpaceError, ExitStatus, LayoutError, UsageError
 from sa1b_cli.events import FileProgress, NullReporter, Reporter
-from sa1b_cli.integrity import GZIP_MAGIC, open_decompressed
+from sa1b_cli.integrity import (
+    CHUNK,
+    GZIP_MAGIC,
+    HashingReader,
+    PartCheck,
+    open_decompressed,
+)
 from sa1b_cli.links import PART_NAME
 from sa1b_cli.locking import LockKeeper, PartLock
 from sa1b_cli.paths import RootPaths, host_tag, part_stem
@@ -375,10 +387,13 @@ class _Unpacked:
     entries: list[ManifestEntry] = field(default_factory=list)
 
 
-def _open_tar_stream(raw: IO[bytes]) -> tuple[IO[bytes], bool]:
-    """The tar bytes of a part (gzip detected by content) and whether it was compressed."""
+def _open_tar_stream(raw: IO[bytes], hashing: HashingReader | None = None) -> tuple[IO[bytes], bool]:
+    """The tar bytes of a part (gzip detected by content) and whether it was compressed;
+    read through ``hashing`` (wrapping ``raw``) when given."""
     compressed = raw.read(2) == GZIP_MAGIC
     raw.seek(0)
+    if hashing is not None:
+        raw = io.BufferedReader(hashing, buffer_size=CHUNK)  # type: ignore[assignment]
     if compressed and _threaded_gzip is not None:
         return _threaded_gzip.open(raw, "rb", threads=1, block_size=INFLATE_BLOCK), True
     return open_decompressed(raw, compressed), compressed
@@ -615,6 +630,7 @@ class _Job:
     durable: bool = True
     stop: threading.Event | None = None
     lock_lost: Callable[[], bool] = lambda: False
+    source_check: Callable[[PartCheck], bool] | None = None
 
     @property
     def locations(self) -> PartFiles:
@@ -623,7 +639,8 @@ class _Job:
 
 def extract_part(paths: RootPaths, name: str, layout: str | None = None, reporter: Reporter | None = None, *,
                  lock_held: bool = False, remove_tar: bool = False, durable: bool = True,
-                 progress: FileProgress | None = None, stop: threading.Event | None = None) -> PartExtractResult:
+                 progress: FileProgress | None = None, stop: threading.Event | None = None,
+                 source_check: Callable[[PartCheck], bool] | None = None) -> PartExtractResult:
     """Extract one downloaded part (the download command calls this as soon as a part is complete).
 
     ``layout`` None means the recorded layout (or the default); a conflicting one
@@ -634,11 +651,19 @@ def extract_part(paths: RootPaths, name: str, layout: str | None = None, reporte
     written (``syncfs``), so a receipt never outlives its files in a power cut.
     Events ``part_extracted`` / ``part_failed`` / ``part_skipped`` go to ``reporter``;
     files and bytes go to ``progress`` when given.
+
+    ``source_check``: the part has no download receipt yet (``download --extract`` just fetched
+    it). The read that unpacks it also checks it: once the part is read to its end, this is called
+    with what the read found (sizes, hashes, counts) and writes the download receipt; False
+    rejects the part. The part is then published against that receipt. Any failure is returned
+    (FAILED) without an event or a failure record: the caller checks the part on its own and
+    extracts it the ordinary way, which reports what went wrong.
     """
     layout = ensure_layout(paths, resolve_layout(paths, layout))
     reporter = reporter or NullReporter()
     on_file = (lambda nbytes: progress.advance(1, nbytes)) if progress is not None else (lambda nbytes: None)
-    job = _Job(paths, name, layout, reporter, on_file, remove_tar=remove_tar, durable=durable, stop=stop)
+    job = _Job(paths, name, layout, reporter, on_file, remove_tar=remove_tar, durable=durable, stop=stop,
+               source_check=source_check)
     if lock_held:
         return _extract_locked(job)
     return _with_lock(job, None)
@@ -729,10 +754,10 @@ def _extract_locked(job: _Job) -> PartExtractResult:
     """The whole life of one part, with its lock held."""
     paths, name = job.paths, job.name
     started = time.monotonic()
-    download = _download_receipt(paths, name)
+    download = {} if job.source_check is not None else _download_receipt(paths, name)
     if download is None:
         return _not_downloaded(job.reporter, name)
-    if _is_extracted(paths, name, job.layout, download):
+    if job.source_check is None and _is_extracted(paths, name, job.layout, download):
         for leftover in _temp_dirs(paths, name):
             _discard(leftover)
         return _already(job.reporter, name, _remove_tar(job))
@@ -749,6 +774,8 @@ def _extract_locked(job: _Job) -> PartExtractResult:
         for leftover in _temp_dirs(paths, name):
             _discard(leftover)
         reason = str(exc)
+        if job.source_check is not None:
+            return PartExtractResult(name, FAILED, reason)  # the caller checks the part and says what is wrong
         state.write_failure(paths, "extract", name, reason)
         job.reporter.event("part_failed", f"{name}: extraction failed: {reason}",
                            level="error", part=name, reason=reason)
@@ -813,15 +840,28 @@ def _unpack(job: _Job, download: dict[str, Any]) -> tuple[dict[str, Any], list[M
     files_dir.mkdir(parents=True)
     state.atomic_write_json(temp_dir / _OWNER_NAME, {"part": name, "host_pid": host_tag(), "started": state.utc_now_iso()})
     compressed = False
+    hashing: HashingReader | None = None
+    digests: tuple[str, str] | None = None
     try:
         with open(tar_path, "rb", buffering=0) as raw:
-            stream, compressed = _open_tar_stream(raw)
+            hashing = HashingReader(raw) if job.source_check is not None else None  # type: ignore[arg-type]
+            stream, compressed = _open_tar_stream(raw, hashing)
             with stream:
                 unpacked = _TarWalker(stream, files_dir, job.layout, job.on_file, job.stop).run()
+            if hashing is not None:
+                hashing.drain()  # whatever follows the gzip stream belongs to the part's hashes too
     except _READ_ERRORS as exc:
         raise _PartFailed(_describe_read_error(exc, compressed)) from None
+    finally:
+        digests = hashing.hasher.finish() if hashing is not None else None  # ends the hash threads on every path
     if not unpacked.entries:
         raise _PartFailed("the archive holds no files")
+    if job.source_check is not None and hashing is not None and digests is not None:
+        check = PartCheck(size=hashing.count, md5=digests[0], sha256=digests[1], compressed=compressed,
+                          members=unpacked.members, images=unpacked.images, annotations=unpacked.annotations)
+        if hashing.count != size or not job.source_check(check):
+            raise _PartFailed("the download check refused the part")
+        download = {"sha256": check.sha256}
     expected_members = download.get("members")
     if isinstance(expected_members, int) and expected_members != unpacked.members:
         raise _PartFailed(f"the tar holds {unpacked.members} members but its download receipt says "

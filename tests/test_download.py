@@ -404,3 +404,53 @@ def test_a_run_whose_lock_is_broken_stops_writing_that_part(tmp_path: Path) -> N
         time.sleep(1.0)
         assert part.stat().st_mtime_ns == before, "the part kept being written by a run that no longer owns it"
         assert not paths.receipt("download", "sa_000000.tar").exists()
+
+
+def test_download_extract_checks_each_part_in_the_read_that_unpacks_it(
+    small_parts: list[PartInfo], cdn: FakeCDN, links_file: Path, tmp_path: Path
+) -> None:
+    """With --extract a part is inflated once: the extraction's read gives the download receipt, which
+    must say exactly what a separate check of the same file says."""
+    from sa1b_cli.download import DownloadOptions, DownloadRun, plan_download
+    from sa1b_cli.events import NullReporter
+    from sa1b_cli.integrity import check_part
+    from sa1b_cli.links import parse_links
+
+    paths = RootPaths(tmp_path / "root")
+    links = parse_links(links_file)
+    options = DownloadOptions(extract_layout="parts")
+    plan = plan_download(links.parts, links, paths, options, NullReporter())
+    result = DownloadRun(plan, links, paths, options, NullReporter()).run()
+    assert result.exit_status == 0 and all(o.extracted for o in result.outcomes.values())
+    for part in small_parts:
+        receipt = state.read_receipt(paths, "download", part.name)
+        assert receipt is not None and receipt["checked_while_extracting"] and not receipt["checked_while_downloading"]
+        alone = check_part(part.path)
+        assert (receipt["size"], receipt["md5"], receipt["sha256"]) == (part.size, part.md5, part.sha256)
+        assert (receipt["members"], receipt["images"], receipt["annotations"]) == (alone.members, alone.images, alone.annotations)
+        extracted = state.read_receipt(paths, "extract", part.name)
+        assert extracted is not None and extracted["source_sha256"] == part.sha256 and extracted["images"] == part.n_pairs
+    assert not any(paths.tmp.iterdir())
+
+
+def test_download_extract_refuses_a_part_against_the_checksum_list_before_publishing_it(
+    small_parts: list[PartInfo], cdn: FakeCDN, links_file: Path, tmp_path: Path
+) -> None:
+    from sa1b_cli.download import DownloadOptions, DownloadRun, plan_download
+    from sa1b_cli.events import NullReporter
+    from sa1b_cli.links import parse_links
+
+    bad = small_parts[1]
+    paths = RootPaths(tmp_path / "root")
+    links = parse_links(links_file)
+    checksums = {p.name: p.md5 for p in small_parts} | {bad.name: "0" * 32}
+    options = DownloadOptions(extract_layout="parts", checksums=checksums)
+    plan = plan_download(links.parts, links, paths, options, NullReporter())
+    result = DownloadRun(plan, links, paths, options, NullReporter()).run()
+    outcome = result.outcomes[bad.name]
+    assert outcome.status == "failed" and "does not match the checksum list" in outcome.reason
+    assert state.read_receipt(paths, "download", bad.name) is None and state.read_receipt(paths, "extract", bad.name) is None
+    assert not (paths.root / "extracted" / bad.name[:-4]).exists() and not any(paths.tmp.iterdir())
+    for good in small_parts:
+        if good is not bad:
+            assert result.outcomes[good.name].extracted is True
