@@ -10,17 +10,47 @@ never put in a message: they carry the signature.
 from __future__ import annotations
 
 import re
+import sys
 import time
+import types
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from sa1b_cli import __version__
 from sa1b_cli.links import LinkEntry, redact_text, redact_url
+
+
+def _import_httpx_without_its_cli() -> types.ModuleType:
+    """httpx, without the command-line client it imports on its own.
+
+    httpx's ``__init__`` imports ``httpx._main`` (its CLI, built on click, rich and pygments)
+    whenever those are installed, and they are: sa1b depends on click and rich. That cost ~0.1 s
+    of every ``download`` start-up for a client sa1b never runs. A placeholder module makes httpx
+    take its own "CLI not installed" branch; were that branch ever gone, httpx is imported as is.
+    """
+    if "httpx" in sys.modules:
+        return sys.modules["httpx"]
+    placeholder = types.ModuleType("httpx._main")
+    sys.modules["httpx._main"] = placeholder
+    try:
+        import httpx
+    except ImportError:
+        for name in [m for m in sys.modules if m == "httpx" or m.startswith("httpx.")]:
+            del sys.modules[name]
+        import httpx
+    finally:
+        if sys.modules.get("httpx._main") is placeholder:
+            del sys.modules["httpx._main"]
+    return httpx
+
+
+if TYPE_CHECKING:
+    import httpx
+else:
+    httpx = _import_httpx_without_its_cli()
 
 PROBE_STATES = ("live", "expired", "missing", "error")
 RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})

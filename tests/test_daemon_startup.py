@@ -98,11 +98,14 @@ def test_head_start_parts_download_before_any_rpc_and_are_not_added_again_on_res
     assert _gone(tmp_path)
 
 
-def test_download_modules_leave_aria2p_unimported_until_aria2c_runs() -> None:
-    """aria2p (with requests, loguru, websocket-client) is imported while the head start downloads."""
+def test_download_start_up_imports_only_what_it_needs_before_aria2c_runs() -> None:
+    """aria2p (with requests, loguru, websocket-client) is imported while the head start downloads;
+    httpx comes without its own command-line client (rich, pygments), which sa1b never runs."""
     code = (
         "import sys, sa1b_cli.cli, sa1b_cli.download, sa1b_cli.aria2_daemon, sa1b_cli.links, sa1b_cli.locking\n"
-        "print(sorted(m for m in ('aria2p', 'requests', 'websocket', 'loguru') if m in sys.modules))"
+        "import httpx\n"
+        "assert httpx.Client and 'httpx._main' not in sys.modules\n"
+        "print(sorted(m for m in ('aria2p', 'requests', 'websocket', 'loguru', 'rich', 'pygments') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
