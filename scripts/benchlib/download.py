@@ -210,7 +210,7 @@ class DownloadBench(BenchBase):
         small_window = gap(split["small"], lambda t: t.last_byte - t.first_byte)[1]
         section.notes.append(
             f"Where sa1b's time goes (unthrottled, all parts): its first byte comes {first_gap:.1f} s after raw "
-            "aria2c's (interpreter, click, rich and httpx imports, links file, locks, HEAD probes for the free-space "
+            "aria2c's (interpreter, click and httpx imports, links file, locks, HEAD probes for the free-space "
             "check; aria2c then starts with the first parts on its input file and fetches them while sa1b imports "
             "aria2p and connects to it, but the check of a part can only start once that is done); after the last "
             f"byte it needs {tail_gap:.1f} s more (the rest of the integrity pass of the parts that finished last, "
