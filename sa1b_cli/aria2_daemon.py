@@ -228,9 +228,8 @@ class Aria2Daemon:
 
     def start(self) -> None:
         """Start aria2c on a free loopback port (unless :meth:`launch` did) and wait until it answers."""
-        from sa1b_cli.aria2_client import (
-            LoopbackClient,  # aria2p: imported while the head start downloads
-        )
+        # aria2p comes with this import: only now, while the head start downloads
+        from sa1b_cli.aria2_client import LoopbackClient
 
         last_error = ""
         for _attempt in range(5):
