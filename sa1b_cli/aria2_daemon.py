@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from sa1b_cli.aria2_client import LoopbackClient
 
 RPC_TIMEOUT = 10.0
+SECRET_PREFIX = "sa1b-aria2c-"  # + pid + random part: the secret's file in the temporary directory
 START_TIMEOUT = 15.0
 PR_SET_PDEATHSIG = 1
 
@@ -213,9 +214,13 @@ class Aria2Daemon:
             _send_input(proc.stdin, self._head_start)
 
     def _write_secret(self) -> Path:
-        """A private (0600) aria2c configuration file holding the RPC secret, removed once aria2c has read it."""
+        """A private (0600) aria2c configuration file holding the RPC secret, removed once aria2c has read it.
+
+        Named after this process, so that the file of a run killed before aria2c answered (SIGKILL in
+        its first ~50 ms) is removed by the next run on this host."""
         self._remove_secret()
-        fd, name = tempfile.mkstemp(prefix="sa1b-aria2c-", suffix=".conf")
+        _remove_stale_secrets()
+        fd, name = tempfile.mkstemp(prefix=f"{SECRET_PREFIX}{os.getpid()}-", suffix=".conf")
         with os.fdopen(fd, "w") as handle:
             handle.write(f"rpc-secret={self.secret}\n")
         self._conf_path = Path(name)
@@ -298,6 +303,20 @@ class Aria2Daemon:
         """After aria2c died under us: clean up and start a new one (control files keep progress)."""
         self.stop(grace=2.0)
         self.start()
+
+
+def _remove_stale_secrets() -> None:
+    """Remove our secret files whose sa1b process is gone (killed before aria2c had read them)."""
+    for path in Path(tempfile.gettempdir()).glob(f"{SECRET_PREFIX}*.conf"):
+        pid_text = path.name[len(SECRET_PREFIX):].split("-", 1)[0]
+        try:
+            if not pid_text.isdigit() or path.stat().st_uid != os.getuid():
+                continue
+            os.kill(int(pid_text), 0)
+        except ProcessLookupError:
+            path.unlink(missing_ok=True)
+        except OSError:
+            continue  # alive under another user (EPERM), or already gone
 
 
 def _send_input(stdin: IO[bytes], entries: list[InputEntry]) -> None:

@@ -579,7 +579,7 @@ class DownloadRun:
                 return
         active.status = "active"
         if streamed:
-            active.stream = StreamingCheck(tar, self._stop_check)
+            active.stream = StreamingCheck(tar, self._stop_check, md5=self._want_md5)
         # A fresh part starts from zero; a resumed one from what aria2 first reports (the bytes it resumed from).
         active.start_completed = 0 if fresh else -1
 
@@ -710,11 +710,11 @@ class DownloadRun:
             check = streamed
         elif name.endswith(".tar"):  # adopted, or the streaming check could not be trusted: read it all now
             try:
-                check = check_part(tar, self._stop_check)
+                check = check_part(tar, self._stop_check, md5=self._want_md5)
             except ArchiveError as exc:
                 return PartOutcome(name, "refetch" if adopting else "failed", f"archive check failed: {exc}")
         else:  # an extra such as sa_images_ids.txt: no structure to check, only hashes
-            size, md5, sha256 = hash_file(tar, self._stop_check)
+            size, md5, sha256 = hash_file(tar, self._stop_check, md5=self._want_md5)
             check = PartCheck(size=size, md5=md5, sha256=sha256, compressed=False)
         outcome = self._accept(name, a, check, adopting=adopting, streamed=streamed is not None)
         if outcome.status == "complete" and self.options.extract_layout and PART_NAME.match(name):
@@ -722,6 +722,11 @@ class DownloadRun:
             if not outcome.extracted:
                 outcome.reason = "downloaded, but extraction failed (see above)"
         return outcome
+
+    @property
+    def _want_md5(self) -> bool:
+        """md5 only against a checksum list: sha256 identifies a part, md5 would cost a third of a check's CPU."""
+        return bool(self.options.checksums)
 
     def _checked_by_extraction(self, name: str) -> bool:
         """With --extract, a part not extracted yet is checked by the read that unpacks it (one read, not two)."""
@@ -731,7 +736,7 @@ class DownloadRun:
         """Check a part by unpacking it: the extraction's read hashes it and the download receipt is written
         from that read. None when the extraction did not get through: the caller then checks the part on
         its own and extracts it the ordinary way, which tells a corrupt download from a failed extraction."""
-        from sa1b_cli.extract import INTERRUPTED, extract_part
+        from sa1b_cli.extract import INTERRUPTED, SourceCheck, extract_part
 
         accepted: list[PartOutcome] = []
 
@@ -741,7 +746,7 @@ class DownloadRun:
 
         result = extract_part(
             self.paths, name, self.options.extract_layout, self.reporter, lock_held=True,
-            remove_tar=self.options.remove_tars, stop=self.stop_event, source_check=accept,
+            remove_tar=self.options.remove_tars, stop=self.stop_event, source_check=SourceCheck(accept, self._want_md5),
         )
         if result.status == INTERRUPTED:
             raise _Stop()

@@ -618,6 +618,15 @@ def _describe_read_error(exc: BaseException, compressed: bool) -> str:
 
 
 @dataclass
+class SourceCheck:
+    """A part handed over without a download receipt (``download --extract`` just fetched it): the read
+    that unpacks it also checks it, and ``accept`` writes the receipt (see :func:`extract_part`)."""
+
+    accept: Callable[[PartCheck], bool]
+    md5: bool = True  # also md5 (for a checksum list), beside sha256
+
+
+@dataclass
 class _Job:
     """One part's extraction and the run it belongs to."""
 
@@ -630,7 +639,7 @@ class _Job:
     durable: bool = True
     stop: threading.Event | None = None
     lock_lost: Callable[[], bool] = lambda: False
-    source_check: Callable[[PartCheck], bool] | None = None
+    source_check: SourceCheck | None = None
 
     @property
     def locations(self) -> PartFiles:
@@ -640,7 +649,7 @@ class _Job:
 def extract_part(paths: RootPaths, name: str, layout: str | None = None, reporter: Reporter | None = None, *,
                  lock_held: bool = False, remove_tar: bool = False, durable: bool = True,
                  progress: FileProgress | None = None, stop: threading.Event | None = None,
-                 source_check: Callable[[PartCheck], bool] | None = None) -> PartExtractResult:
+                 source_check: SourceCheck | None = None) -> PartExtractResult:
     """Extract one downloaded part (the download command calls this as soon as a part is complete).
 
     ``layout`` None means the recorded layout (or the default); a conflicting one
@@ -653,9 +662,9 @@ def extract_part(paths: RootPaths, name: str, layout: str | None = None, reporte
     files and bytes go to ``progress`` when given.
 
     ``source_check``: the part has no download receipt yet (``download --extract`` just fetched
-    it). The read that unpacks it also checks it: once the part is read to its end, this is called
-    with what the read found (sizes, hashes, counts) and writes the download receipt; False
-    rejects the part. The part is then published against that receipt. Any failure is returned
+    it). The read that unpacks it also checks it: once the part is read to its end, its ``accept``
+    is called with what the read found (sizes, hashes, counts) and writes the download receipt;
+    False rejects the part. The part is then published against that receipt. Any failure is returned
     (FAILED) without an event or a failure record: the caller checks the part on its own and
     extracts it the ordinary way, which reports what went wrong.
     """
@@ -844,7 +853,8 @@ def _unpack(job: _Job, download: dict[str, Any]) -> tuple[dict[str, Any], list[M
     digests: tuple[str, str] | None = None
     try:
         with open(tar_path, "rb", buffering=0) as raw:
-            hashing = HashingReader(raw) if job.source_check is not None else None  # type: ignore[arg-type]
+            source = job.source_check
+            hashing = HashingReader(raw, md5=source.md5) if source is not None else None  # type: ignore[arg-type]
             stream, compressed = _open_tar_stream(raw, hashing)
             with stream:
                 unpacked = _TarWalker(stream, files_dir, job.layout, job.on_file, job.stop).run()
@@ -859,7 +869,7 @@ def _unpack(job: _Job, download: dict[str, Any]) -> tuple[dict[str, Any], list[M
     if job.source_check is not None and hashing is not None and digests is not None:
         check = PartCheck(size=hashing.count, md5=digests[0], sha256=digests[1], compressed=compressed,
                           members=unpacked.members, images=unpacked.images, annotations=unpacked.annotations)
-        if hashing.count != size or not job.source_check(check):
+        if hashing.count != size or not job.source_check.accept(check):
             raise _PartFailed("the download check refused the part")
         download = {"sha256": check.sha256}
     expected_members = download.get("members")

@@ -49,18 +49,19 @@ def is_gzip(path: Path) -> bool:
 
 
 class ParallelHasher:
-    """md5 and sha256 of a byte stream, each in its own thread.
+    """sha256 (and md5 when asked) of a byte stream, each in its own thread.
 
     hashlib releases the GIL on large buffers, so md5 (~400 MB/s here), sha256 (~1 GB/s)
     and the inflate of the caller run on separate cores instead of one after the other.
+    md5 is only worth its CPU (a third of a check's, beside inflate) against an md5 checksum list.
     """
 
-    def __init__(self) -> None:
-        self.md5 = hashlib.md5()
+    def __init__(self, md5: bool = True) -> None:
+        self.md5 = hashlib.md5() if md5 else None
         self.sha256 = hashlib.sha256()
         self._queues: list[queue.Queue[bytes | None]] = []
         self._threads: list[threading.Thread] = []
-        for digest in (self.md5, self.sha256):
+        for digest in (self.md5, self.sha256) if self.md5 is not None else (self.sha256,):
             chunks: queue.Queue[bytes | None] = queue.Queue(maxsize=8)
             thread = threading.Thread(target=self._consume, args=(digest, chunks), daemon=True)
             thread.start()
@@ -76,21 +77,21 @@ class ParallelHasher:
         for chunks in self._queues:
             chunks.put(data)
 
-    def finish(self) -> tuple[str, str]:
-        """Wait for both threads; (md5 hex, sha256 hex)."""
+    def finish(self) -> tuple[str | None, str]:
+        """Wait for the threads; (md5 hex or None when not asked for, sha256 hex)."""
         for chunks in self._queues:
             chunks.put(None)
         for thread in self._threads:
             thread.join()
-        return self.md5.hexdigest(), self.sha256.hexdigest()
+        return (self.md5.hexdigest() if self.md5 is not None else None), self.sha256.hexdigest()
 
 
 class HashingReader(io.RawIOBase):
     """A read-only stream that hashes (and counts) every byte read through it."""
 
-    def __init__(self, raw: BinaryIO, on_bytes: Callable[[int], None] | None = None) -> None:
+    def __init__(self, raw: BinaryIO, on_bytes: Callable[[int], None] | None = None, *, md5: bool = True) -> None:
         self.raw = raw
-        self.hasher = ParallelHasher()
+        self.hasher = ParallelHasher(md5)
         self.count = 0
         self.on_bytes = on_bytes
 
@@ -127,7 +128,7 @@ class PartCheck:
     """What reading a part through to its end found."""
 
     size: int
-    md5: str
+    md5: str | None  # None when not computed (no checksum list to compare with)
     sha256: str
     compressed: bool
     members: int = 0
@@ -136,18 +137,18 @@ class PartCheck:
     other: list[str] = field(default_factory=list)
 
 
-def check_part(path: Path, on_bytes: Callable[[int], None] | None = None) -> PartCheck:
-    """Read the whole part once: hash it and walk the tar to its end.
+def check_part(path: Path, on_bytes: Callable[[int], None] | None = None, *, md5: bool = True) -> PartCheck:
+    """Read the whole part once: hash it (sha256, and md5 unless ``md5=False``) and walk the tar to its end.
 
     Raises ArchiveError when the archive is truncated or corrupt (bad gzip CRC,
     broken tar header, missing end of archive).
     """
     with open(path, "rb", buffering=0) as raw_file:
-        return _check_raw(raw_file, on_bytes, _inflating_reader)  # type: ignore[arg-type]
+        return _check_raw(raw_file, on_bytes, _inflating_reader, md5)  # type: ignore[arg-type]
 
 
 def _check_raw(
-    raw_file: BinaryIO, on_bytes: Callable[[int], None] | None, inflate: Callable[[IO[bytes]], IO[bytes]]
+    raw_file: BinaryIO, on_bytes: Callable[[int], None] | None, inflate: Callable[[IO[bytes]], IO[bytes]], md5: bool,
 ) -> PartCheck:
     """The check itself, over any raw reader that can go back to its start once (after the magic bytes)."""
     head = b""
@@ -155,9 +156,9 @@ def _check_raw(
         head += more
     raw_file.seek(0)
     compressed = head == GZIP_MAGIC
-    hashing = HashingReader(raw_file, on_bytes)
+    hashing = HashingReader(raw_file, on_bytes, md5=md5)
     buffered = io.BufferedReader(hashing, buffer_size=CHUNK)
-    check = PartCheck(size=0, md5="", sha256="", compressed=compressed)
+    check = PartCheck(size=0, md5=None, sha256="", compressed=compressed)
     try:
         try:
             stream = inflate(buffered) if compressed else buffered
@@ -169,9 +170,9 @@ def _check_raw(
         buffered.read()
         hashing.drain()
     finally:
-        md5, sha256 = hashing.hasher.finish()  # also ends the hash threads when the check failed
+        md5_hex, sha256_hex = hashing.hasher.finish()  # also ends the hash threads when the check failed
     check.size = hashing.count
-    check.md5, check.sha256 = md5, sha256
+    check.md5, check.sha256 = md5_hex, sha256_hex
     if check.members == 0:
         raise ArchiveError("archive holds no members")
     return check
@@ -274,9 +275,10 @@ class StreamingCheck:
     the caller then runs the full :func:`check_part` after completion, which also names the fault.
     """
 
-    def __init__(self, path: Path, on_bytes: Callable[[int], None] | None = None) -> None:
+    def __init__(self, path: Path, on_bytes: Callable[[int], None] | None = None, *, md5: bool = True) -> None:
         self.file = GrowingFile(path)
         self._on_bytes = on_bytes
+        self._md5 = md5
         self._check: PartCheck | None = None
         self._thread = threading.Thread(target=self._run, name=f"sa1b-stream-{path.name}", daemon=True)
         self._thread.start()
@@ -285,7 +287,7 @@ class StreamingCheck:
         try:
             # Inflate in this thread: ISA-L's threaded reader polls its queue 100 times a second,
             # for the whole download while it waits for bytes; the parts streamed at once run in parallel.
-            self._check = _check_raw(self.file, self._on_bytes, lambda raw: open_decompressed(raw, True))  # type: ignore[arg-type]
+            self._check = _check_raw(self.file, self._on_bytes, lambda raw: open_decompressed(raw, True), self._md5)  # type: ignore[arg-type]
         except BaseException:  # noqa: BLE001 - any doubt falls back to the full check after completion
             self._check = None
         finally:
@@ -382,9 +384,9 @@ def _describe(exc: BaseException, compressed: bool) -> str:
     return f"corrupt {kind}: {text}"
 
 
-def hash_file(path: Path, on_bytes: Callable[[int], None] | None = None) -> tuple[int, str, str]:
-    """(size, md5, sha256) of a file, read once."""
-    hasher = ParallelHasher()
+def hash_file(path: Path, on_bytes: Callable[[int], None] | None = None, *, md5: bool = True) -> tuple[int, str | None, str]:
+    """(size, md5 or None when ``md5=False``, sha256) of a file, read once."""
+    hasher = ParallelHasher(md5)
     size = 0
     with open(path, "rb", buffering=0) as handle:
         while chunk := handle.read(CHUNK):
@@ -392,8 +394,8 @@ def hash_file(path: Path, on_bytes: Callable[[int], None] | None = None) -> tupl
             size += len(chunk)
             if on_bytes is not None:
                 on_bytes(len(chunk))
-    md5, sha256 = hasher.finish()
-    return size, md5, sha256
+    md5_hex, sha256_hex = hasher.finish()
+    return size, md5_hex, sha256_hex
 
 
 def parse_checksums(path: Path) -> dict[str, str]:

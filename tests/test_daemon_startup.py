@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+import pytest
 
 from sa1b_cli.aria2_daemon import Aria2Daemon, DaemonSettings, InputEntry
 from sa1b_cli.download import DownloadOptions, DownloadRun, plan_download
@@ -139,3 +142,27 @@ def test_the_secret_file_is_private_while_aria2c_starts_and_gone_after(tmp_path:
     finally:
         daemon.stop()
     assert daemon._conf_path is None
+
+
+def test_a_secret_file_left_by_a_killed_run_is_removed_by_the_next(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """sa1b killed in aria2c's first ~50 ms leaves its 0600 secret file behind: the next launch removes it
+    (and leaves those of live processes alone)."""
+    import tempfile
+
+    from sa1b_cli.aria2_daemon import SECRET_PREFIX
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    stale = tmp_path / f"{SECRET_PREFIX}{gone.pid}-abc.conf"
+    live = tmp_path / f"{SECRET_PREFIX}{os.getppid()}-def.conf"
+    for path in (stale, live):
+        path.write_text("rpc-secret=0\n")
+    daemon = Aria2Daemon(DaemonSettings(download_dir=tmp_path / "tars"))
+    daemon.launch()
+    try:
+        assert not stale.exists() and live.exists()
+        daemon.start()
+        assert sorted(tmp_path.glob(f"{SECRET_PREFIX}*")) == [live], "our own file goes once aria2c answers"
+    finally:
+        daemon.stop()

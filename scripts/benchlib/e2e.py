@@ -59,7 +59,7 @@ class EndToEndBench(BenchBase):
         theirs_fetch = base_stages[0] + base_stages[1]
         section.notes.append(
             f"Getting the files unpacked, without the final check: `sa1b download --extract` {fmt_s(sa_stages[0])} "
-            f"({ours_cpu:.2f} CPU-s, every part checked: sizes, gzip CRC, tar structure, md5 and sha256) against "
+            f"({ours_cpu:.2f} CPU-s, every part checked: sizes, gzip CRC, tar structure, sha256) against "
             f"`aria2c -i` then the `tar -xzf` loop {fmt_s(theirs_fetch)} ({theirs_cpu:.2f} CPU-s, nothing checked): "
             f"{sa_stages[0] / theirs_fetch:.2f}x the time. sa1b checks each part in the same read that unpacks it, "
             "so the part is inflated once, as by tar; the rest is its fixed start-up per run.")
