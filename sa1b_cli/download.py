@@ -725,7 +725,7 @@ class DownloadRun:
 
     @property
     def _want_md5(self) -> bool:
-        """md5 only against a checksum list: sha256 identifies a part, md5 would cost a third of a check's CPU."""
+        """md5 only against a checksum list: sha256 identifies a part, md5 would cost a quarter of a check's CPU."""
         return bool(self.options.checksums)
 
     def _checked_by_extraction(self, name: str) -> bool:

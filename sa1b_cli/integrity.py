@@ -53,7 +53,7 @@ class ParallelHasher:
 
     hashlib releases the GIL on large buffers, so md5 (~400 MB/s here), sha256 (~1 GB/s)
     and the inflate of the caller run on separate cores instead of one after the other.
-    md5 is only worth its CPU (a third of a check's, beside inflate) against an md5 checksum list.
+    md5 is only worth its CPU (a quarter of a check's) against an md5 checksum list.
     """
 
     def __init__(self, md5: bool = True) -> None:
