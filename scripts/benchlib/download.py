@@ -217,11 +217,16 @@ class DownloadBench(BenchBase):
             "receipts, then stopping aria2c). The pass reads each part while it downloads, but only as far as its "
             "pieces are complete from the start: a part split over several connections completes its first range "
             "early and the others only at the end, so most of a large part is read after its last byte. Between "
-            f"first and last byte, on the large parts alone sa1b takes {large_window:.2f}x raw aria2c's time: per "
-            f"byte it is aria2c. On the small parts alone it takes {small_window:.1f}x: each part is locked, fed to "
-            "aria2c and checked when done, which costs time per part. Start-up, tail and hand-over are per run and "
-            "per part, not per byte: against a real part's minutes of transfer they are below 1%, but at these test "
-            "sizes they are most of sa1b's wall time.")
+            f"first and last byte, on the large parts alone sa1b takes {large_window:.2f}x raw aria2c's time: "
+            + ("per byte it is aria2c. " if large_window <= 1.1 else
+               "slower per byte, because on these 2 cores the integrity pass competes with aria2c and the loopback "
+               "CDN for CPU while they transfer (the CPU column). ")
+            + f"On the small parts alone it takes {small_window:.1f}x: each part is locked, fed to aria2c and checked "
+            "when done, which costs time per part. Start-up and hand-over are per run and per part: against a real "
+            "part's minutes of transfer they are below 1%. The tail is not: for the last part of a run it is the "
+            f"check of about 7/8 of the part, up to {0.875 * SA1B_PART_BYTES * total_check / total:.0f} s for an "
+            "11.2 GB part at this machine's check rate (small against a run of many parts, not against a run of "
+            "one or two).")
         section.notes.append(
             "Controller CPU is measured, not estimated, for the whole process (`RUSAGE_SELF` at exit, all threads); "
             "its parts are: start-up = the CPU of `--dry-run` with the same links; integrity pass = `check_part` "
