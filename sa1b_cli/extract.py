@@ -24,10 +24,10 @@ Why it is built this way
   that another part owns, is a collision: the part fails and what it linked is
   removed again. The extract receipt is written last and is the proof of a part.
 - One read. ``download --extract`` hands a freshly downloaded part over with a
-  ``source_check``: the bytes read for unpacking are hashed on the way (md5 and sha256
-  in their own threads), and the download receipt is written from that read, before
-  the part is published, instead of inflating the part once to check it and again
-  to unpack it.
+  ``source_check``: the bytes read for unpacking are hashed on the way (sha256, and md5
+  against a checksum list, in their own threads), and the download receipt is written
+  from that read, before the part is published, instead of inflating the part once to
+  check it and again to unpack it.
 
 Where files go (see :func:`part_file_locations`)::
 
@@ -850,7 +850,7 @@ def _unpack(job: _Job, download: dict[str, Any]) -> tuple[dict[str, Any], list[M
     state.atomic_write_json(temp_dir / _OWNER_NAME, {"part": name, "host_pid": host_tag(), "started": state.utc_now_iso()})
     compressed = False
     hashing: HashingReader | None = None
-    digests: tuple[str, str] | None = None
+    digests: tuple[str | None, str] | None = None
     try:
         with open(tar_path, "rb", buffering=0) as raw:
             source = job.source_check
