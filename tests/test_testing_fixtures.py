@@ -372,6 +372,32 @@ def test_fault_503_then_ok(cdn: FakeCDN, small_parts: list[PartInfo]) -> None:
     assert cdn.bytes_sent(p.name) == p.size
 
 
+def test_bytes_sent_never_behind_what_the_client_received(cdn: FakeCDN, small_parts: list[PartInfo]) -> None:
+    """The count is raised before each send, so a client that holds the whole body
+    never reads a short count (before: about 1 response in 30 was short)."""
+    p = small_parts[0]
+    url = cdn.signed_url(p.name)
+    with httpx.Client() as c:
+        for i in range(1, 201):
+            assert c.get(url).status_code == 200
+            assert cdn.bytes_sent(p.name) == i * p.size
+    assert cdn.wait_idle(5) and all(r.finished for r in cdn.log)
+
+
+def test_wait_idle_waits_for_the_server_to_finish(cdn: FakeCDN, small_parts: list[PartInfo]) -> None:
+    p = small_parts[0]
+    cdn.set_faults(p.name, Faults(stall_after_bytes=100, stall_seconds=0.5))
+    got: list[int] = []
+    reader = threading.Thread(target=lambda: got.append(len(httpx.get(cdn.signed_url(p.name)).content)))
+    reader.start()
+    deadline = time.monotonic() + 5
+    while not (cdn.log and cdn.log[-1].bytes_sent == 100) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not cdn.wait_idle(0.05)  # the server is still stalling on that request
+    reader.join(5)
+    assert got == [p.size] and cdn.wait_idle(5) and cdn.log[-1].finished and cdn.log[-1].bytes_sent == p.size
+
+
 def test_fault_ignore_range_and_wrong_length(cdn: FakeCDN, small_parts: list[PartInfo]) -> None:
     p = small_parts[0]
     url = cdn.signed_url(p.name)

@@ -22,7 +22,12 @@ unless a fault needs to touch the bytes. HTTP/1.1 keep-alive.
 Faults (:class:`Faults`) are set per file name or as a global default with
 :meth:`FakeCDN.set_faults`, at any time, thread-safely. Every request is logged
 (:class:`RequestRecord`); :meth:`FakeCDN.bytes_sent` tells how many body bytes
-went out (live, also for requests still running or cut).
+went out (live, also for requests still running or cut). A byte is counted
+before the system call that hands it to the kernel (and the count corrected by
+what the call did not take), so once a client holds a byte the count includes
+it: a test that reads the count after its own request ended never races the
+server. :meth:`FakeCDN.wait_idle` waits for the server's own "request finished"
+(``RequestRecord.finished``) where a test needs the server side to be done too.
 
 Separate process (benchmarks, multi-process tests)::
 
@@ -118,7 +123,13 @@ class Faults:
 
 @dataclass
 class RequestRecord:
-    """One request as the server saw it. ``bytes_sent`` grows while the body is sent."""
+    """One request as the server saw it. ``bytes_sent`` grows while the body is sent.
+
+    ``bytes_sent`` counts the bytes given to the kernel for the client: it is
+    raised before each send and lowered by what the send did not take, so it is
+    never behind what the client has received. ``finished`` turns true once the
+    server is done with the request (answered, cut or failed).
+    """
 
     time: float
     method: str
@@ -130,6 +141,7 @@ class RequestRecord:
     bytes_sent: int = 0
     fault: str | None = None  #: "503", "drop", "stall", "ignore_range", ... if one applied
     client: str = ""
+    finished: bool = False
 
 
 @dataclass
@@ -218,6 +230,7 @@ class FakeCDN:
         self._epochs: dict[str, int] = {}  # name -> revocation epoch
         self._faults: dict[str | None, Faults] = {}
         self._log: list[RequestRecord] = []
+        self._finished = threading.Condition(self._lock)  # notified whenever a request finishes
         self._expired_up_to = 0  # every oe <= this is expired (expire_all)
         self._max_oe = 0
         self._closing = threading.Event()
@@ -367,6 +380,11 @@ class FakeCDN:
         """Body bytes sent so far, for one file or (``None``) all files."""
         return sum(r.bytes_sent for r in self.log if name is None or r.name == name)
 
+    def wait_idle(self, timeout: float = 10.0) -> bool:
+        """Wait until every logged request is finished; False if ``timeout`` passed first."""
+        with self._finished:
+            return self._finished.wait_for(lambda: all(r.finished for r in self._log), timeout)
+
     def reset_log(self) -> None:
         with self._lock:
             self._log.clear()
@@ -445,13 +463,21 @@ class FakeCDN:
 
     def _handle(self, h: _Handler, head: bool, post: bool = False) -> None:
         url = urlsplit(h.path)
-        rec = RequestRecord(time=time.time(), method=h.command, name=None,
-                            range_header=h.headers.get("Range"), client=h.client_address[0])
         if url.path.startswith(CONTROL_PREFIX):
             self._control(h, url.path[len(CONTROL_PREFIX):], url.query, post)
             return
+        rec = RequestRecord(time=time.time(), method=h.command, name=None,
+                            range_header=h.headers.get("Range"), client=h.client_address[0])
         with self._lock:
             self._log.append(rec)
+        try:
+            self._answer(h, rec, url, head, post)
+        finally:
+            with self._finished:
+                rec.finished = True
+                self._finished.notify_all()
+
+    def _answer(self, h: _Handler, rec: RequestRecord, url: Any, head: bool, post: bool) -> None:
         if post:
             h.close_connection = True  # its body is unread: do not reuse the connection
         if post or not url.path.startswith(PATH_PREFIX):
@@ -576,19 +602,22 @@ class FakeCDN:
                 n = min(n, plan.stall_after - sent)
             off = start + sent
             hits = [o for o in corrupt if off <= o < off + n]
-            if hits:
-                f.seek(off)
-                buf = bytearray(f.read(n))
-                for o in hits:
-                    buf[o - off] ^= 0xFF
-                sock.sendall(buf)
-                done = len(buf)
-            else:
-                done = os.sendfile(sock.fileno(), f.fileno(), off, n)
-                if done == 0:  # file shrank under us
-                    raise ConnectionAbortedError("file truncated while serving")
+            rec.bytes_sent += n  # counted before the client can hold it; corrected below
+            done = 0
+            try:
+                if hits:
+                    f.seek(off)
+                    buf = bytearray(f.read(n))
+                    for o in hits:
+                        buf[o - off] ^= 0xFF
+                    done = sock.send(buf)
+                else:
+                    done = os.sendfile(sock.fileno(), f.fileno(), off, n)
+                    if done == 0:  # file shrank under us
+                        raise ConnectionAbortedError("file truncated while serving")
+            finally:
+                rec.bytes_sent -= n - done
             sent += done
-            rec.bytes_sent += done
             if plan.rate:
                 ahead = sent / plan.rate - (time.monotonic() - t0)
                 if ahead > 0:
