@@ -53,6 +53,20 @@ def selection_options(f: F) -> F:
     return f
 
 
+def checksum_options(f: F) -> F:
+    """--checksums and --no-reference: what parts are compared with (the community reference by default)."""
+    f = env_option(
+        "--no-reference", is_flag=True, default=False,
+        help="Do not compare parts with the community MD5 reference shipped with sa1b.",
+    )(f)
+    f = env_option(
+        "--checksums", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
+        help="md5sum or sha256sum file, or another site's manifest.json (sa1b manifest); replaces the "
+        "community reference. A part whose digest differs gets no receipt.",
+    )(f)
+    return f
+
+
 def output_options(f: F) -> F:
     f = env_option("--json", "json_output", is_flag=True, default=False, help="JSON lines on stdout (events, progress, summary).")(f)
     f = env_option("--quiet", "-q", is_flag=True, default=False, help="Only warnings, errors and the summary.")(f)
@@ -192,7 +206,7 @@ def _speed(ctx: click.Context, param: click.Parameter, value: str) -> str:
 @env_option("--retries", type=click.IntRange(0, 100), default=5, help="Retries per part after 5xx, timeouts and dropped connections.")
 @env_option("--retry-wait", type=click.FloatRange(0, 3600), default=10.0, help="First back-off in seconds; doubles each retry (max 300).")
 @env_option("--stall-timeout", type=click.IntRange(5, 3600), default=60, help="Seconds without data before a connection is retried.")
-@env_option("--checksums", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None, help="md5sum-format list; a part whose md5 differs fails.")
+@checksum_options
 @env_option("--extract", is_flag=True, default=False, help="Extract each part as soon as it is downloaded and checked.")
 @env_option("--layout", type=click.Choice(["parts", "split", "flat"]), default=None, help="Extraction layout with --extract (default: recorded one, else 'parts').")
 @env_option("--remove-tars", is_flag=True, default=False, help="With --extract: delete each tar once its part is extracted.")
@@ -203,7 +217,7 @@ def _speed(ctx: click.Context, param: click.Parameter, value: str) -> str:
 @handles_errors
 def download(links: Path, root: Path, parts: str | None, shard: str | None, jobs: int, connections: int, max_speed: str,
              min_split_size: str, retries: int, retry_wait: float, stall_timeout: int, checksums: Path | None,
-             extract: bool, layout: str | None, remove_tars: bool, ignore_disk_space: bool, dry_run: bool,
+             no_reference: bool, extract: bool, layout: str | None, remove_tars: bool, ignore_disk_space: bool, dry_run: bool,
              aria2c: str | None, json_output: bool, quiet: bool, log_interval: float) -> ExitStatus:
     """Download the parts listed in LINKS (Meta's segment_anything_links.txt) into ROOT/tars/.
 
@@ -222,7 +236,7 @@ def download(links: Path, root: Path, parts: str | None, shard: str | None, jobs
     from sa1b_cli.aria2_daemon import find_aria2c
     from sa1b_cli.console import human_bytes
     from sa1b_cli.errors import UsageError
-    from sa1b_cli.integrity import parse_checksums
+    from sa1b_cli.checksums import choose_checksums
     from sa1b_cli.links import parse_links
     from sa1b_cli.paths import RootPaths
     from sa1b_cli.selection import parse_shard, select
@@ -241,7 +255,7 @@ def download(links: Path, root: Path, parts: str | None, shard: str | None, jobs
     options = core.DownloadOptions(
         jobs=jobs, connections=connections, max_speed=max_speed, min_split_size=min_split_size, retries=retries,
         retry_wait=retry_wait, stall_timeout=stall_timeout,
-        checksums=parse_checksums(checksums) if checksums else None, ignore_disk_space=ignore_disk_space,
+        checksums=choose_checksums(checksums, no_reference), ignore_disk_space=ignore_disk_space,
         extract_layout=extract_layout, remove_tars=remove_tars, aria2c=aria2c,
     )
     extras = [e.name for e in links_file.extras]

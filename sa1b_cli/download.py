@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 from sa1b_cli import state
 from sa1b_cli.aria2_control import read_control_file
 from sa1b_cli.aria2_daemon import Aria2Daemon, DaemonSettings, InputEntry
+from sa1b_cli.checksums import ChecksumList
 from sa1b_cli.errors import (
     Aria2Error,
     Aria2RpcError,
@@ -83,7 +84,7 @@ class DownloadOptions:
     retries: int = 5
     retry_wait: float = 10.0
     stall_timeout: int = 60
-    checksums: dict[str, str] | None = None
+    checksums: ChecksumList | None = None  # the community reference unless replaced or switched off
     ignore_disk_space: bool = False
     extract_layout: str | None = None
     remove_tars: bool = False
@@ -569,6 +570,7 @@ class DownloadRun:
         # too, with 0.1% sent again, but one 107 MB part on 8 connections at 0.7 MB/s each took 27.3 s
         # instead of 20.0 s: the late pieces end up on few connections.)
         streamed = self.options.check_while_downloading and name.endswith(".tar") and not self._checked_by_extraction(name)
+        want_md5 = self._want_md5(name)
         fresh = not tar.exists()
         if self.head_start is not None:  # aria2c is not running yet: on its input file, with our gid
             active.gid = secrets.token_hex(8)
@@ -581,7 +583,7 @@ class DownloadRun:
                 return
         active.status = "active"
         if streamed:
-            active.stream = StreamingCheck(tar, self._stop_check, md5=self._want_md5)
+            active.stream = StreamingCheck(tar, self._stop_check, md5=want_md5)
         # A fresh part starts from zero; a resumed one from what aria2 first reports (the bytes it resumed from).
         active.start_completed = 0 if fresh else -1
 
@@ -712,11 +714,11 @@ class DownloadRun:
             check = streamed
         elif name.endswith(".tar"):  # adopted, or the streaming check could not be trusted: read it all now
             try:
-                check = check_part(tar, self._stop_check, md5=self._want_md5)
+                check = check_part(tar, self._stop_check, md5=self._want_md5(name))
             except ArchiveError as exc:
                 return PartOutcome(name, "refetch" if adopting else "failed", f"archive check failed: {exc}")
         else:  # an extra such as sa_images_ids.txt: no structure to check, only hashes
-            size, md5, sha256 = hash_file(tar, self._stop_check, md5=self._want_md5)
+            size, md5, sha256 = hash_file(tar, self._stop_check, md5=self._want_md5(name))
             check = PartCheck(size=size, md5=md5, sha256=sha256, compressed=False)
         outcome = self._accept(name, a, check, adopting=adopting, streamed=streamed is not None)
         if outcome.status == "complete" and self.options.extract_layout and PART_NAME.match(name):
@@ -725,10 +727,10 @@ class DownloadRun:
                 outcome.reason = "downloaded, but extraction failed (see above)"
         return outcome
 
-    @property
-    def _want_md5(self) -> bool:
-        """md5 only against a checksum list: sha256 identifies a part, md5 would cost a quarter of a check's CPU."""
-        return bool(self.options.checksums)
+    def _want_md5(self, name: str) -> bool:
+        """md5 only where the checksum list (or reference) gives one: sha256 identifies a part, md5 costs a
+        quarter of a check's CPU."""
+        return self.options.checksums is not None and self.options.checksums.wants_md5(name)
 
     def _checked_by_extraction(self, name: str) -> bool:
         """With --extract, a part not extracted yet is checked by the read that unpacks it (one read, not two)."""
@@ -748,7 +750,7 @@ class DownloadRun:
 
         result = extract_part(
             self.paths, name, self.options.extract_layout, self.reporter, lock_held=True,
-            remove_tar=self.options.remove_tars, stop=self.stop_event, source_check=SourceCheck(accept, self._want_md5),
+            remove_tar=self.options.remove_tars, stop=self.stop_event, source_check=SourceCheck(accept, self._want_md5(name)),
         )
         if result.status == INTERRUPTED:
             raise _Stop()
@@ -762,9 +764,11 @@ class DownloadRun:
     def _accept(self, name: str, a: _Active, check: PartCheck, *, adopting: bool, streamed: bool,
                 extracting: bool = False) -> PartOutcome:
         """Compare a read part with the checksum list and write its download receipt."""
-        expected_md5 = (self.options.checksums or {}).get(name)
-        if expected_md5 and expected_md5 != check.md5:
-            return PartOutcome(name, "failed", f"md5 {check.md5} does not match the checksum list ({expected_md5}); the server sent corrupt bytes")
+        listed = self.options.checksums
+        mismatch = listed.mismatch(name, check.md5, check.sha256) if listed is not None else None
+        if mismatch:
+            return PartOutcome(name, "failed", f"{mismatch}; the server sent other bytes")
+        expected_md5 = listed.md5.get(name) if listed is not None else None
         receipt = {
             "complete": True,
             "size": check.size,

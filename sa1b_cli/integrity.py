@@ -12,7 +12,6 @@ import hashlib
 import io
 import os
 import queue
-import re
 import tarfile
 import threading
 import zlib
@@ -21,7 +20,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, BinaryIO
 
-from sa1b_cli.errors import InputFileError
 
 try:  # ISA-L: measurably faster inflate (see docs/benchmarks.md)
     from isal import igzip as _fast_gzip
@@ -36,7 +34,6 @@ GZIP_MAGIC = b"\x1f\x8b"
 TAR_BLOCK = 512
 _ZERO_BLOCK = bytes(TAR_BLOCK)
 CHUNK = 4 << 20
-_MD5_LINE = re.compile(r"^([0-9a-fA-F]{32})\s+\*?(.+?)\s*$")
 
 
 class ArchiveError(Exception):
@@ -396,28 +393,3 @@ def hash_file(path: Path, on_bytes: Callable[[int], None] | None = None, *, md5:
                 on_bytes(len(chunk))
     md5_hex, sha256_hex = hasher.finish()
     return size, md5_hex, sha256_hex
-
-
-def parse_checksums(path: Path) -> dict[str, str]:
-    """An ``md5sum``-format list (``<md5>  sa_000000.tar``) as {file name: md5}."""
-    try:
-        text = Path(path).read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise InputFileError(str(path), None, "checksum list not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputFileError(str(path), None, f"cannot read checksum list: {exc}") from None
-    result: dict[str, str] = {}
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip() or line.lstrip().startswith("#"):
-            continue
-        match = _MD5_LINE.match(line.strip())
-        if not match:
-            raise InputFileError(str(path), number, f"expected '<32 hex md5>  <file name>', got {line.strip()[:60]!r}")
-        name = match.group(2).replace("\\", "/").rsplit("/", 1)[-1]
-        md5 = match.group(1).lower()
-        if name in result and result[name] != md5:
-            raise InputFileError(str(path), number, f"{name} listed twice with different checksums")
-        result[name] = md5
-    if not result:
-        raise InputFileError(str(path), None, "no checksums found")
-    return result

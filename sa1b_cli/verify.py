@@ -62,6 +62,7 @@ import numpy as np
 import orjson
 
 from sa1b_cli import integrity, rle, state
+from sa1b_cli.checksums import parse_checksums
 from sa1b_cli.errors import ExitStatus, UsageError
 from sa1b_cli.events import NullReporter, Reporter
 from sa1b_cli.extract import ManifestEntry, extracted_dir, part_file_locations, read_layout, read_manifest
@@ -1442,7 +1443,7 @@ def verify_dataset(
     """
     reporter = reporter or NullReporter()
     started = time.monotonic()
-    listed = integrity.parse_checksums(checksums) if checksums is not None else None
+    listed = parse_checksums(checksums).md5 if checksums is not None else None
     tars = tars or listed is not None
     if parts is not None:
         bad = [n for n in parts if not PART_NAME.match(n)]

@@ -437,6 +437,7 @@ def test_download_extract_checks_each_part_in_the_read_that_unpacks_it(
 def test_download_extract_refuses_a_part_against_the_checksum_list_before_publishing_it(
     small_parts: list[PartInfo], cdn: FakeCDN, links_file: Path, tmp_path: Path
 ) -> None:
+    from sa1b_cli.checksums import ChecksumList
     from sa1b_cli.download import DownloadOptions, DownloadRun, plan_download
     from sa1b_cli.events import NullReporter
     from sa1b_cli.links import parse_links
@@ -444,7 +445,7 @@ def test_download_extract_refuses_a_part_against_the_checksum_list_before_publis
     bad = small_parts[1]
     paths = RootPaths(tmp_path / "root")
     links = parse_links(links_file)
-    checksums = {p.name: p.md5 for p in small_parts} | {bad.name: "0" * 32}
+    checksums = ChecksumList("test-list", md5={p.name: p.md5 for p in small_parts} | {bad.name: "0" * 32})
     options = DownloadOptions(extract_layout="parts", checksums=checksums)
     plan = plan_download(links.parts, links, paths, options, NullReporter())
     result = DownloadRun(plan, links, paths, options, NullReporter()).run()
