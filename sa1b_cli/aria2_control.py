@@ -24,6 +24,21 @@ class ControlFileInfo:
     pieces_done: int
     piece_count: int
     completed_length: int  # bytes of the pieces marked done
+    bitfield: bytes = b""  # one bit per piece, most significant bit first
+
+    def missing_ranges(self) -> list[tuple[int, int]]:
+        """(start, end) byte ranges of the pieces not marked done, adjacent ones merged."""
+        ranges: list[tuple[int, int]] = []
+        for index in range(self.piece_count):
+            if self.bitfield[index >> 3] & (0x80 >> (index & 7)):
+                continue
+            start = index * self.piece_length
+            end = min(self.total_length, start + self.piece_length)
+            if ranges and ranges[-1][1] == start:
+                ranges[-1] = (ranges[-1][0], end)
+            else:
+                ranges.append((start, end))
+        return ranges
 
 
 def read_control_file(path: Path) -> ControlFileInfo | None:
@@ -66,4 +81,4 @@ def read_control_file(path: Path) -> ControlFileInfo | None:
         if bitfield[index >> 3] & (0x80 >> (index & 7)):
             pieces_done += 1
             completed += min(piece_length, total_length - index * piece_length)
-    return ControlFileInfo(version, piece_length, total_length, pieces_done, piece_count, completed)
+    return ControlFileInfo(version, piece_length, total_length, pieces_done, piece_count, completed, bytes(bitfield))

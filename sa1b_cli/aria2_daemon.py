@@ -104,8 +104,8 @@ class DaemonSettings:
 class InputEntry:
     """One download on aria2c's input file: started with aria2c itself, known by the gid chosen here."""
 
-    url: str
-    options: dict[str, str]  # per-download aria2 options, "gid" among them
+    url: str | list[str]  # several: mirrors of one file, fetched from together
+    options: dict[str, str | list[str]]  # per-download aria2 options, "gid" among them; a list repeats the option
 
 
 class Aria2Daemon:
@@ -321,7 +321,12 @@ def _remove_stale_secrets() -> None:
 
 def _send_input(stdin: IO[bytes], entries: list[InputEntry]) -> None:
     """Write aria2c's input file to its stdin and close it (aria2c reads it all at start-up)."""
-    text = "".join(entry.url + "\n" + "".join(f" {key}={value}\n" for key, value in entry.options.items()) for entry in entries)
+    def lines(entry: InputEntry) -> str:
+        uris = "\t".join([entry.url] if isinstance(entry.url, str) else entry.url)
+        values = [(k, v) for k, many in entry.options.items() for v in ([many] if isinstance(many, str) else many)]
+        return uris + "\n" + "".join(f" {key}={value}\n" for key, value in values)
+
+    text = "".join(lines(entry) for entry in entries)
     try:
         stdin.write(text.encode())
         stdin.close()

@@ -57,7 +57,8 @@ from sa1b_cli.links import (
 )
 from sa1b_cli.locking import LockKeeper, PartLock
 from sa1b_cli.paths import RootPaths
-from sa1b_cli.probe import ProbeResult, probe_links
+from sa1b_cli.probe import probe_links
+from sa1b_cli.sources import META, Mirror, PartSources, Source, copy_local, part_sources, plan_sources, probe_source
 
 if TYPE_CHECKING:
     from sa1b_cli.aria2_client import PartEndListener
@@ -67,6 +68,7 @@ STATUS_KEYS = [
     "bitfield", "pieceLength",
 ]
 MAX_DAEMON_RESTARTS = 3
+MAX_REDIRECT_RESTARTS = 5  # a mirror's expired redirect target, asked again this often before moving on
 MAX_BACKOFF_SECONDS = 300.0
 RUN_FILE_EVERY = 2.0
 _ARIA2_SIZE = re.compile(r"^(\d+)([KkMm]?)$")
@@ -85,6 +87,7 @@ class DownloadOptions:
     retry_wait: float = 10.0
     stall_timeout: int = 60
     checksums: ChecksumList | None = None  # the community reference unless replaced or switched off
+    mirrors: list[Mirror] = field(default_factory=list)  # tried in order after Meta's link
     ignore_disk_space: bool = False
     extract_layout: str | None = None
     remove_tars: bool = False
@@ -123,10 +126,12 @@ class PartPlan:
     size: int | None = None
     on_disk: int = 0
     reason: str = ""
+    source: str = "meta"  # the label(s) of the source that will serve it
 
 
 @dataclass
 class DownloadPlan:
+    sources: dict[str, PartSources]  # per part still to fetch; holds signed URLs: never serialised
     parts: list[PartPlan]
     links_path: str
     expires_earliest: str | None
@@ -158,7 +163,7 @@ class PartOutcome:
     reason: str = ""
     size: int | None = None
     extracted: bool | None = None
-
+    wrong_bytes: bool = False  # the bytes read differ from the checksum list or reference
 
 @dataclass
 class DownloadResult:
@@ -176,6 +181,8 @@ class DownloadResult:
         if self.interrupted:
             return ExitStatus.INTERRUPTED
         statuses = {o.status for o in self.outcomes.values()}
+        if any(o.wrong_bytes for o in self.outcomes.values()):
+            return ExitStatus.WRONG_BYTES
         if "failed" in statuses or any(o.extracted is False for o in self.outcomes.values()):
             return ExitStatus.PARTS_FAILED
         if "expired" in statuses:
@@ -192,6 +199,7 @@ class DownloadResult:
             "parts": {name: asdict(o) for name, o in sorted(self.outcomes.items())},
             "complete": self.count("complete") + self.count("already"),
             "failed": self.count("failed"),
+            "wrong_bytes": sum(1 for o in self.outcomes.values() if o.wrong_bytes),
             "expired": self.count("expired"),
             "locked": self.count("locked"),
             "selected": len(self.plan.parts),
@@ -229,22 +237,40 @@ def plan_download(
     now = time.time()
     parts: list[PartPlan] = []
     to_probe: list[LinkEntry] = []
+    sources: dict[str, PartSources] = {}
     for entry in entries:
         expires = entry.expires_at
         plan = PartPlan(entry.name, entry.redacted_url, expires.isoformat() if expires else None, "fetch")
+        parts.append(plan)
         if is_complete(paths, entry.name):
-            plan.action = "complete"
-            plan.size = (state.read_receipt(paths, "download", entry.name) or {}).get("size")
-        elif expires is not None and expires.timestamp() <= now + options.expiry_margin:
-            plan.action, plan.reason = "expired", f"link expired {expires:%Y-%m-%d %H:%M} UTC"
+            receipt = state.read_receipt(paths, "download", entry.name) or {}
+            plan.action, plan.size, plan.source = "complete", receipt.get("size"), receipt.get("source", "meta")
+            continue
+        meta_usable = expires is None or expires.timestamp() > now + options.expiry_margin
+        found = PartSources(entry.name, part_sources(entry, entry.name, options.mirrors, meta_usable=meta_usable))
+        if not meta_usable:
+            found.passed.append(f"link expired {expires:%Y-%m-%d %H:%M} UTC")
+            found.expired, found.state = True, "expired"
         else:
             to_probe.append(entry)
-        parts.append(plan)
-    by_name = {p.name: p for p in parts}
+        sources[entry.name] = found
+    meta_results = {}
     if to_probe:
         reporter.event("probe", f"checking {len(to_probe)} link(s) for sizes (HEAD)")
-        for result in probe_links(to_probe):
-            _apply_probe(by_name[result.name], result)
+        meta_results = {result.name: result for result in probe_links(to_probe)}
+    if options.mirrors and sources:
+        reporter.event("probe", f"checking {len(options.mirrors)} mirror(s) for the parts Meta's links cannot serve")
+    listed = options.checksums
+    plan_sources(list(sources.values()), meta_results, lambda name: listed is not None and listed.covers(name),
+                 bool(options.mirrors))
+    for plan in parts:
+        found = sources.get(plan.name)
+        if found is None:
+            continue
+        plan.size, plan.source = found.size, found.serving
+        if not found.sources:
+            plan.action = "expired" if found.expired else "missing"
+            plan.reason = found.reason
     need = 0
     unknown = 0
     for plan in parts:
@@ -268,6 +294,7 @@ def plan_download(
     if selected_expiry:
         earliest, latest = min(selected_expiry), max(selected_expiry)
     return DownloadPlan(
+        sources=sources,
         parts=parts,
         links_path=links.path,
         expires_earliest=earliest.isoformat() if earliest else None,
@@ -290,14 +317,6 @@ def _check_root_writable(paths: RootPaths) -> None:
 
 def _extracted(paths: RootPaths, name: str) -> bool:
     return state.read_receipt(paths, "extract", name) is not None
-
-
-def _apply_probe(plan: PartPlan, result: ProbeResult) -> None:
-    plan.size = result.size
-    if result.state == "expired":
-        plan.action, plan.reason = "expired", "link expired or revoked (HTTP 403)"
-    elif result.state == "missing":
-        plan.action, plan.reason = "missing", f"not found on the server (HTTP {result.status})"
 
 
 def check_disk_space(plan: DownloadPlan, options: DownloadOptions) -> None:
@@ -346,12 +365,23 @@ class _Active:
     total: int | None = None
     speed: float = 0.0
     connections: int = 0
-    status: str = "active"  # active | waiting | checking | extracting
+    status: str = "active"  # active | waiting | copying | checking | extracting
     start_completed: int = 0
     resume_mode: str = "default"  # default | restart (server ignores Range)
     queued: bool = False  # added, but waiting in aria2's queue for a free slot
     not_before: float = 0.0
     stream: StreamingCheck | None = None  # the check reading the part while aria2 writes it
+    sources: list[Source] = field(default_factory=list)  # still to try; the first serves now
+    mixed_with: Source | None = None  # a second source aria2 fetches from at the same time
+    redirect_restarts: int = 0  # a mirror's signed redirect target expired: asked the mirror again
+    wrong_bytes: int = 0  # reads that differed from the checksum list, from the current source
+
+    @property
+    def serving(self) -> str:
+        if not self.sources:
+            return META
+        first = self.sources[0].label
+        return f"{first} + {self.mixed_with.label}" if self.mixed_with is not None else first
 
 
 class _Stop(Exception):
@@ -491,7 +521,7 @@ class DownloadRun:
 
     # Feeding --------------------------------------------------------------------------------
     def _downloading(self) -> int:
-        return sum(1 for a in self.active.values() if a.status in ("active", "waiting"))
+        return sum(1 for a in self.active.values() if a.status in ("active", "waiting", "copying"))
 
     def _fill(self) -> None:
         # Keep twice --jobs parts in aria2: it runs --jobs of them (max-concurrent-downloads) and starts
@@ -522,6 +552,11 @@ class DownloadRun:
                 self._record(PartOutcome(name, "already", size=self.sizes.get(name)))
             else:
                 active = _Active(entry=self.entries[name], lock=lock, expected_size=self.sizes.get(name))
+                planned = self.plan.sources.get(name)
+                if planned is not None and planned.sources:
+                    active.sources, active.mixed_with = list(planned.sources), planned.mixed_with
+                else:  # queued again after a fresh links file renewed its link
+                    active.sources = part_sources(self.entries[name], name, self.options.mirrors, meta_usable=True)
                 self.active[name] = active
                 self._start(name, active)
 
@@ -530,12 +565,17 @@ class DownloadRun:
         _abort_stream(active)  # whatever it read belongs to an earlier attempt: read this one from zero
         entry = self.entries[name]
         active.entry = entry
-        expires = entry.expires_at
-        if expires is not None and expires.timestamp() <= time.time() + self.options.expiry_margin:
-            self._finish(name, PartOutcome(name, "expired", "link expired before it could be fetched; get a fresh links file"))
-            return
+        if not active.sources:
+            active.sources = [Source(META, entry.url)]
+        source = active.sources[0]
+        if source.is_meta:
+            source = active.sources[0] = Source(META, entry.url)  # a fresh links file may have renewed it
+            expires = entry.expires_at
+            if expires is not None and expires.timestamp() <= time.time() + self.options.expiry_margin:
+                self._next_source(name, active, PartOutcome(name, "expired", "link expired before it could be fetched; get a fresh links file"))
+                return
         tar, control = self.paths.tar(name), self.paths.control_file(name)
-        options: dict[str, str] = {"out": name}
+        options: dict[str, Any] = {"out": name}
         if control.exists() and read_control_file(control) is None:
             # A full disk leaves an empty control file next to a file of allocated, unwritten bytes:
             # aria2 aborts on it every time (error 1) and the bytes cannot be trusted. Start over.
@@ -557,6 +597,12 @@ class DownloadRun:
                 return
         elif control.exists() and not tar.exists():
             control.unlink()
+        if source.local:
+            active.status = "copying"
+            self._submit(name, self._copy_then_check, name, active)
+            return
+        if source.headers:
+            options["header"] = list(source.headers)  # aria2 takes a list: one header each
         if active.resume_mode == "restart":
             # The server ignores Range: the bytes on disk cannot be continued. Start over on one
             # connection (aria2c 1.37 aborts on always-resume=false with a control file present).
@@ -572,12 +618,13 @@ class DownloadRun:
         streamed = self.options.check_while_downloading and name.endswith(".tar") and not self._checked_by_extraction(name)
         want_md5 = self._want_md5(name)
         fresh = not tar.exists()
+        uris = [source.location] + ([active.mixed_with.location] if active.mixed_with is not None else [])
         if self.head_start is not None:  # aria2c is not running yet: on its input file, with our gid
             active.gid = secrets.token_hex(8)
-            self.head_start.append(InputEntry(entry.url, {"gid": active.gid, **options}))
+            self.head_start.append(InputEntry(uris, {"gid": active.gid, **options}))
         else:
             try:
-                active.gid = self.daemon.api_client.add_uri([entry.url], options)
+                active.gid = self.daemon.api_client.add_uri(uris, options)
             except Aria2RpcError as exc:
                 self._daemon_trouble(exc)
                 return
@@ -636,11 +683,17 @@ class DownloadRun:
     def _handle_error(self, name: str, a: _Active, code: str, message: str) -> None:
         message = redact_text(message)
         text = message.strip() or f"aria2 error {code}"
-        if code == "22" and "403" in message:
+        source = a.sources[0] if a.sources else None
+        if code == "22" and "403" in message and source is not None and not source.is_meta and a.redirect_restarts < MAX_REDIRECT_RESTARTS:
+            # A mirror's short-lived signed redirect target expired: asking the mirror again gives a fresh one.
+            a.redirect_restarts += 1
+            self.reporter.event("source", f"{name}: {source.label} answered HTTP 403 (its signed redirect expired?); asking it again, progress is kept", level="warning")
+            self._start(name, a)
+        elif code == "22" and "403" in message:
             reason = "link expired or revoked (HTTP 403); get a fresh links file and run again, progress is kept"
-            self._finish(name, PartOutcome(name, "expired", reason))
+            self._next_source(name, a, PartOutcome(name, "expired" if source is None or source.is_meta else "failed", reason))
         elif code == "3":
-            self._finish(name, PartOutcome(name, "failed", "not found on the server (HTTP 404)"))
+            self._next_source(name, a, PartOutcome(name, "failed", "not found on the server (HTTP 404)"))
         elif code == "9":
             self.disk_full = True
             self._finish(name, PartOutcome(name, "failed", "disk full; free space and run again, progress is kept"))
@@ -659,12 +712,63 @@ class DownloadRun:
 
     def _retry(self, name: str, a: _Active, reason: str, code: str) -> None:
         if a.attempts > self.options.retries:
-            self._finish(name, PartOutcome(name, "failed", f"gave up after {a.attempts} attempts: {reason}"))
+            self._next_source(name, a, PartOutcome(name, "failed", f"gave up after {a.attempts} attempts: {reason}"))
             return
         delay = min(MAX_BACKOFF_SECONDS, self.options.retry_wait * (2 ** (a.attempts - 1))) * random.uniform(0.8, 1.2)
         a.attempts += 1
         a.status, a.gid, a.not_before = "waiting", "", time.time() + delay
         self.reporter.event("retry", f"{name}: {reason} (aria2 error {code or '?'}); retry {a.attempts - 1}/{self.options.retries} in {delay:.0f}s", level="warning")
+
+    def _next_source(self, name: str, a: _Active, outcome: PartOutcome) -> None:
+        """The serving source cannot give this part: go on with the next one, keeping the bytes fetched
+        when it has the same size; with none left the part ends with ``outcome``."""
+        passed = a.sources.pop(0) if a.sources else None
+        a.mixed_with, a.attempts, a.redirect_restarts, a.wrong_bytes = None, 1, 0, 0
+        while a.sources:
+            source = a.sources[0]
+            probed = probe_source(source, name)
+            if probed.state == "live":
+                break
+            self.reporter.event("source", f"{name}: {source.label} cannot serve it either ({probed.message or probed.state})", level="warning")
+            a.sources.pop(0)
+        else:
+            self._finish(name, outcome)
+            return
+        kept = self._keep_bytes_for(name, a, probed.size)
+        was = passed.label if passed is not None else "its source"
+        self.reporter.event("source", f"{name}: {was}: {outcome.reason}; continuing from {source.label}"
+                                      + (f", keeping the {kept} bytes fetched" if kept else ""), level="warning", part=name)
+        self._start(name, a)
+
+    def _keep_bytes_for(self, name: str, a: _Active, size: int | None) -> int:
+        """Keep a partial part for a source of the same size (the bytes fetched so far); discard it otherwise."""
+        tar, control = self.paths.tar(name), self.paths.control_file(name)
+        progress = read_control_file(control) if control.exists() else None
+        had = progress.total_length if progress is not None else a.expected_size
+        if size is not None and had is not None and size == had:
+            a.expected_size = size
+            return progress.completed_length if progress is not None else (tar.stat().st_size if tar.exists() else 0)
+        tar.unlink(missing_ok=True)
+        control.unlink(missing_ok=True)
+        a.expected_size, a.total, a.completed = size, size, 0
+        return 0
+
+    def _after_wrong_bytes(self, name: str, a: _Active, outcome: PartOutcome) -> None:
+        """Bytes that differ from the checksum list are never kept. Fetch them once more from the same
+        source (a byte may have flipped on the way), alone if two sources were mixed, then move on."""
+        self.paths.tar(name).unlink(missing_ok=True)
+        self.paths.control_file(name).unlink(missing_ok=True)
+        a.completed, a.start_completed = 0, 0
+        if a.mixed_with is not None:
+            a.mixed_with = None
+            self.reporter.event("source", f"{name}: {outcome.reason}; fetching it again from {a.serving} alone", level="warning", part=name)
+            self._start(name, a)
+        elif a.wrong_bytes == 0:
+            a.wrong_bytes = 1
+            self.reporter.event("source", f"{name}: {outcome.reason}; fetching it again", level="warning", part=name)
+            self._start(name, a)
+        else:
+            self._next_source(name, a, outcome)
 
     def _forget(self, gid: str) -> None:
         try:
@@ -693,6 +797,23 @@ class DownloadRun:
         future = self.pool.submit(work, *args)
         future.add_done_callback(lambda _future: self.wake.set())
         self.checks[name] = future
+
+    def _copy_then_check(self, name: str, a: _Active) -> PartOutcome:
+        """Runs in a worker thread: copy a part from a local mirror (only what is missing), then check it."""
+        source, tar, control = a.sources[0], self.paths.tar(name), self.paths.control_file(name)
+        progress = read_control_file(control) if control.exists() else None
+        a.expected_size = a.total = os.stat(source.location).st_size
+        a.completed = progress.completed_length if progress is not None else 0
+
+        def on_bytes(n: int) -> None:
+            self._stop_check(n)
+            a.completed += n
+
+        copied = copy_local(source, tar, progress, on_bytes)
+        control.unlink(missing_ok=True)
+        a.start_completed = a.expected_size - copied
+        a.status = "checking"
+        return self._check(name, a, False)
 
     def _check(self, name: str, a: _Active, adopting: bool) -> PartOutcome:
         """Runs in a worker thread: read the part to its end, then write its receipt (and extract)."""
@@ -767,7 +888,7 @@ class DownloadRun:
         listed = self.options.checksums
         mismatch = listed.mismatch(name, check.md5, check.sha256) if listed is not None else None
         if mismatch:
-            return PartOutcome(name, "failed", f"{mismatch}; the server sent other bytes")
+            return PartOutcome(name, "failed", f"{mismatch}; {a.serving} sent other bytes", wrong_bytes=True)
         expected_md5 = listed.md5.get(name) if listed is not None else None
         receipt = {
             "complete": True,
@@ -778,7 +899,8 @@ class DownloadRun:
             "members": check.members,
             "images": check.images,
             "annotations": check.annotations,
-            "url": redact_url(a.entry.url),
+            "url": redact_url(a.entry.url) if not a.sources or a.sources[0].is_meta else a.sources[0].shown,
+            "source": a.serving,
             "content_length": a.expected_size,
             "checksum_list_md5": expected_md5,
             "adopted": adopting,
@@ -825,6 +947,9 @@ class DownloadRun:
             except Exception as exc:  # noqa: BLE001 - a failed check fails the part, never the run
                 outcome = PartOutcome(name, "failed", f"check failed: {type(exc).__name__}: {exc}")
             a = self.active.get(name)
+            if outcome.wrong_bytes and a is not None:
+                self._after_wrong_bytes(name, a, outcome)
+                continue
             if outcome.status == "refetch" and a is not None:
                 self.reporter.event("refetch", f"{name}: {outcome.reason}; downloading it again", level="warning")
                 self.paths.tar(name).unlink(missing_ok=True)
@@ -887,8 +1012,10 @@ class DownloadRun:
             self.entries[name] = entry
             renewed += 1
             a = self.active.get(name)
-            if a is not None and a.status == "active" and a.gid:
-                self._swap_uri(a, entry.url)
+            if a is not None and a.sources and a.sources[0].is_meta:
+                if a.status == "active" and a.gid:
+                    self._swap_uri(a, old.url, entry.url)
+                a.sources[0] = Source(META, entry.url)
             outcome = self.result.outcomes.get(name)
             if outcome is not None and outcome.status == "expired" and name in {p.name for p in self.plan.parts}:
                 del self.result.outcomes[name]
@@ -897,11 +1024,12 @@ class DownloadRun:
         self.links = fresh
         self.reporter.event("links_reload", f"fresh links file loaded: {renewed} link(s) renewed")
 
-    def _swap_uri(self, a: _Active, new_url: str) -> None:
+    def _swap_uri(self, a: _Active, old_url: str, new_url: str) -> None:
         client = self.daemon.api_client
         try:
             current = [u["uri"] for u in client.get_uris(a.gid)]
-            client.change_uri(a.gid, 1, current, [new_url], 0)  # delete every copy: aria2 keeps one per connection
+            old = [u for u in current if u == old_url] or [u for u in current if a.mixed_with is None or u != a.mixed_with.location]
+            client.change_uri(a.gid, 1, old, [new_url], 0)  # delete every copy: aria2 keeps one per connection
         except Aria2RpcError:
             pass
 

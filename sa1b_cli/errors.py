@@ -21,6 +21,7 @@ class ExitStatus(enum.IntEnum):
     CORRUPT = 6  # verify: files are present but damaged
     NO_SPACE = 7  # not enough free disk space for the plan
     LINKS_EXPIRED = 8  # parts could not be fetched only because their links expired: get a fresh links file
+    WRONG_BYTES = 9  # a part's bytes differ from the checksum list or community reference, from every source
     INTERRUPTED = 130  # stopped by SIGINT/SIGTERM; state saved, rerun resumes
 
 

@@ -13,7 +13,7 @@ import re
 import sys
 import time
 import types
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
@@ -95,8 +95,12 @@ def probe_links(
     retries: int = 2,
     backoff: float = 0.5,
     on_result: Callable[[ProbeResult], None] | None = None,
+    headers: Sequence[str] = (),
 ) -> list[ProbeResult]:
     """Probe every link (``concurrency`` at once); results in the order of ``entries``.
+
+    ``headers``: extra ``Name: value`` lines sent with every request (a mirror's token); they go to
+    redirect targets too, as aria2 sends them.
 
     ``retries`` extra attempts are made on network errors, 429 and 5xx, waiting
     ``backoff`` seconds and doubling (or the server's Retry-After, capped).
@@ -106,9 +110,12 @@ def probe_links(
     if not entries:
         return []
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    headers = {"User-Agent": f"sa1b/{__version__}"}
+    sent = {"User-Agent": f"sa1b/{__version__}"}
+    for line in headers:
+        key, _, value = line.partition(":")
+        sent[key.strip()] = value.strip()
     with httpx.Client(
-        trust_env=False, timeout=httpx.Timeout(timeout), limits=limits, follow_redirects=True, headers=headers
+        trust_env=False, timeout=httpx.Timeout(timeout), limits=limits, follow_redirects=True, headers=sent
     ) as client:
 
         def work(entry: LinkEntry) -> ProbeResult:

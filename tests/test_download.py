@@ -15,6 +15,7 @@ from pathlib import Path
 
 
 from sa1b_cli import state
+from sa1b_cli.errors import ExitStatus
 from sa1b_cli.locking import PartLock
 from sa1b_cli.paths import RootPaths
 from sa1b_cli.testing.cdn import FakeCDN, Faults
@@ -309,9 +310,11 @@ def test_checksum_list_catches_corruption_that_the_structure_cannot(tmp_path: Pa
         server.set_faults(None, Faults(corrupt_offsets=(2048 + 100,)))
         root = tmp_path / "root"
         result = run_sa1b("download", links, "-d", root, "--checksums", sums)
-        assert result.returncode == 3
+        assert result.returncode == ExitStatus.WRONG_BYTES  # its own exit reason (issue 12); was 3 with the other failures
         assert "does not match the checksum list" in result.stderr
         assert not RootPaths(root).receipt("download", plain.name).exists()
+        # corruption in transit is fetched again within the run, once, before the part fails
+        assert len([r for r in server.log if r.method == "GET"]) == 2
 
 
 def test_checksum_list_accepts_good_parts(small_parts: list[PartInfo], cdn: FakeCDN, links_file: Path, tmp_path: Path) -> None:
