@@ -67,6 +67,30 @@ def checksum_options(f: F) -> F:
     return f
 
 
+class _LinesOption(click.Option):
+    """A repeatable option whose environment variable holds one value a line (values may hold spaces)."""
+
+    def split_envvar_value(self, rv: str) -> list[str]:  # type: ignore[override]
+        return [line for line in rv.splitlines() if line.strip()]
+
+
+def mirror_options(f: F) -> F:
+    """--mirror and --mirror-header: where a part comes from when Meta's link cannot serve it."""
+    f = env_option(
+        "--mirror-header", "mirror_headers", multiple=True, cls=_LinesOption, metavar="'NAME: VALUE'",
+        help="HTTP header sent to http(s) mirrors, e.g. 'Authorization: Bearer hf_…' for a gated repository "
+        "(repeatable; SA1B_MIRROR_HEADER: one a line). Never printed or logged.",
+    )(f)
+    f = env_option(
+        "--mirror", "mirrors", multiple=True, metavar="TEMPLATE",
+        help="Another source of the parts, tried in order after Meta's link (expired, revoked, missing or failing): "
+        "an http(s) URL, file:// URL or path with {name} for the part, e.g. "
+        "https://huggingface.co/datasets/Aber-r/SA-1B_backup/resolve/main/{name} (repeatable; SA1B_MIRROR: "
+        "space-separated). Bytes fetched are kept when the sizes match.",
+    )(f)
+    return f
+
+
 def output_options(f: F) -> F:
     f = env_option("--json", "json_output", is_flag=True, default=False, help="JSON lines on stdout (events, progress, summary).")(f)
     f = env_option("--quiet", "-q", is_flag=True, default=False, help="Only warnings, errors and the summary.")(f)
@@ -139,7 +163,7 @@ def cli(debug: bool) -> None:
       sa1b status -d /data/sa1b
 
     Exit codes: 0 ok, 1 internal error, 2 bad usage or input, 3 parts failed, 4 locked by another run,
-    5 incomplete, 6 corrupt, 7 not enough disk space, 8 links expired, 130 interrupted.
+    5 incomplete, 6 corrupt, 7 not enough disk space, 8 links expired, 9 wrong bytes (a part differs from the checksum list or community reference, from every source), 130 interrupted.
     """
 
 
@@ -207,6 +231,7 @@ def _speed(ctx: click.Context, param: click.Parameter, value: str) -> str:
 @env_option("--retry-wait", type=click.FloatRange(0, 3600), default=10.0, help="First back-off in seconds; doubles each retry (max 300).")
 @env_option("--stall-timeout", type=click.IntRange(5, 3600), default=60, help="Seconds without data before a connection is retried.")
 @checksum_options
+@mirror_options
 @env_option("--extract", is_flag=True, default=False, help="Extract each part as soon as it is downloaded and checked.")
 @env_option("--layout", type=click.Choice(["parts", "split", "flat"]), default=None, help="Extraction layout with --extract (default: recorded one, else 'parts').")
 @env_option("--remove-tars", is_flag=True, default=False, help="With --extract: delete each tar once its part is extracted.")
@@ -217,7 +242,7 @@ def _speed(ctx: click.Context, param: click.Parameter, value: str) -> str:
 @handles_errors
 def download(links: Path, root: Path, parts: str | None, shard: str | None, jobs: int, connections: int, max_speed: str,
              min_split_size: str, retries: int, retry_wait: float, stall_timeout: int, checksums: Path | None,
-             no_reference: bool, extract: bool, layout: str | None, remove_tars: bool, ignore_disk_space: bool, dry_run: bool,
+             no_reference: bool, mirrors: tuple[str, ...], mirror_headers: tuple[str, ...], extract: bool, layout: str | None, remove_tars: bool, ignore_disk_space: bool, dry_run: bool,
              aria2c: str | None, json_output: bool, quiet: bool, log_interval: float) -> ExitStatus:
     """Download the parts listed in LINKS (Meta's segment_anything_links.txt) into ROOT/tars/.
 
@@ -238,6 +263,7 @@ def download(links: Path, root: Path, parts: str | None, shard: str | None, jobs
     from sa1b_cli.errors import UsageError
     from sa1b_cli.checksums import choose_checksums
     from sa1b_cli.links import parse_links
+    from sa1b_cli.sources import parse_mirrors
     from sa1b_cli.paths import RootPaths
     from sa1b_cli.selection import parse_shard, select
 
@@ -257,6 +283,7 @@ def download(links: Path, root: Path, parts: str | None, shard: str | None, jobs
         retry_wait=retry_wait, stall_timeout=stall_timeout,
         checksums=choose_checksums(checksums, no_reference), ignore_disk_space=ignore_disk_space,
         extract_layout=extract_layout, remove_tars=remove_tars, aria2c=aria2c,
+        mirrors=parse_mirrors(mirrors, mirror_headers),
     )
     extras = [e.name for e in links_file.extras]
     if extras and not parts:
@@ -276,9 +303,10 @@ def download(links: Path, root: Path, parts: str | None, shard: str | None, jobs
             plan=plan.to_dict() if json_output else None,
         )
         if dry_run:
-            rows = [[p.name, p.action, human_bytes(p.size), human_bytes(p.on_disk), p.expires_at or "-", p.reason] for p in plan.parts]
+            rows = [[p.name, p.action, p.source if p.action != "expired" and p.action != "missing" else "-",
+                     human_bytes(p.size), human_bytes(p.on_disk), p.expires_at or "-", p.reason] for p in plan.parts]
             if not json_output:
-                console.print_table("download plan", ["part", "action", "size", "on disk", "expires", "note"], rows)
+                console.print_table("download plan", ["part", "action", "source", "size", "on disk", "expires", "note"], rows)
             return ExitStatus.OK
         core.check_disk_space(plan, options)
         result = core.DownloadRun(plan, links_file, paths, options, console).run()
@@ -289,7 +317,8 @@ def download(links: Path, root: Path, parts: str | None, shard: str | None, jobs
         console.emit_json({"type": "summary", "command": "download", **summary})
     else:
         console.print_result(
-            f"download: {summary['complete']}/{summary['selected']} parts complete, {summary['failed']} failed, "
+            f"download: {summary['complete']}/{summary['selected']} parts complete, {summary['failed']} failed"
+            f"{f' ({n} with wrong bytes)' if (n := summary['wrong_bytes']) else ''}, "
             f"{summary['expired']} expired, {summary['locked']} locked; fetched {human_bytes(result.bytes_fetched)} "
             f"in {result.elapsed:.0f}s"
         )
