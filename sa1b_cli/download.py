@@ -1126,6 +1126,8 @@ def expiry_message(plan: DownloadPlan) -> str:
     earliest = datetime.fromisoformat(plan.expires_earliest)
     left = earliest.timestamp() - time.time()
     when = earliest.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    if left <= 0 and any(p.source != META for p in plan.to_fetch):
+        return f"links expired at {when} ({human_duration(-left)} ago): the mirrors serve the parts"
     if left <= 0:
         return f"links expired at {when} ({human_duration(-left)} ago): get a fresh links file from Meta's download page"
     return f"links expire at {when} (in {human_duration(left)})"

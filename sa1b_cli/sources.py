@@ -136,6 +136,7 @@ def copy_local(source: Source, target: Path, control: ControlFileInfo | None, on
     elif control is None and target.exists() and target.stat().st_size <= size:
         ranges = [(target.stat().st_size, size)]
     copied = 0
+    target.parent.mkdir(parents=True, exist_ok=True)
     flags = os.O_WRONLY | os.O_CREAT
     with open(source.location, "rb", buffering=0) as src:
         fd = os.open(target, flags, 0o666)

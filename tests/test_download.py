@@ -19,29 +19,12 @@ from sa1b_cli.errors import ExitStatus
 from sa1b_cli.locking import PartLock
 from sa1b_cli.paths import RootPaths
 from sa1b_cli.testing.cdn import FakeCDN, Faults
-from sa1b_cli.testing.generator import PartInfo, write_md5sums
+from sa1b_cli.testing.generator import PartInfo, random_part, write_md5sums
 from sa1b_cli.testing.processes import aria2c_pids, crash_download_midway, run_sa1b, start_sa1b, wait_for
 
 
 def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def random_part(directory: Path, index: int, megabytes: int, *, compress: bool = True) -> Path:
-    """A part-shaped tar with incompressible members, big enough to interrupt mid-transfer."""
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"sa_{index:06d}.tar"
-    raw = io.BytesIO()
-    with tarfile.open(fileobj=raw, mode="w") as tar:
-        tar.addfile(tarfile.TarInfo("."), None)
-        for member in range(megabytes):
-            for suffix, size in ((".jpg", 1 << 20), (".json", 200)):
-                info = tarfile.TarInfo(f"./sa_{index * 1000 + member}{suffix}")
-                info.size = size
-                tar.addfile(info, io.BytesIO(os.urandom(size)))
-    data = gzip.compress(raw.getvalue(), compresslevel=1) if compress else raw.getvalue()
-    path.write_bytes(data)
-    return path
 
 
 # -- the basic contract --------------------------------------------------------------------

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 _CDN = ("CDNProcess", "FakeCDN", "Faults", "RequestRecord")
 _GENERATOR = (
     "HOSTILE_KINDS", "MaskRLE", "PartInfo", "column_mask", "decode_counts", "encode_counts",
-    "make_annotation", "make_jpeg", "make_pair", "make_parts", "part_name", "truncate_file",
+    "make_annotation", "make_jpeg", "make_pair", "make_parts", "part_name", "random_part", "truncate_file",
     "write_hostile_tar", "write_image_ids", "write_md5sums", "write_part",
 )
 __all__ = [*_CDN, *_GENERATOR]
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from sa1b_cli.testing.cdn import CDNProcess, FakeCDN, Faults, RequestRecord
     from sa1b_cli.testing.generator import (
         HOSTILE_KINDS, MaskRLE, PartInfo, column_mask, decode_counts, encode_counts, make_annotation,
-        make_jpeg, make_pair, make_parts, part_name, truncate_file, write_hostile_tar, write_image_ids,
+        make_jpeg, make_pair, make_parts, part_name, random_part, truncate_file, write_hostile_tar, write_image_ids,
         write_md5sums, write_part,
     )
 

@@ -445,6 +445,25 @@ def write_part(path: Path, part_index: int, n_pairs: int, *, first_image_id: int
                     last_id=first + n_pairs - 1, compressed=compress, part_index=part_index)
 
 
+def random_part(directory: Path, index: int, megabytes: int, *, compress: bool = True) -> Path:
+    """A part-shaped tar of incompressible members (``megabytes`` of them, 1 MiB each), big enough
+    to be caught mid-transfer; gzip-compressed like Meta's unless ``compress=False``."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"sa_{index:06d}.tar"
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w") as tar:
+        tar.addfile(tarfile.TarInfo("."), None)
+        for member in range(megabytes):
+            for suffix, size in ((".jpg", 1 << 20), (".json", 200)):
+                info = tarfile.TarInfo(f"./sa_{index * 1000 + member}{suffix}")
+                info.size = size
+                tar.addfile(info, io.BytesIO(os.urandom(size)))
+    data = gzip.compress(raw.getvalue(), compresslevel=1) if compress else raw.getvalue()
+    path.write_bytes(data)
+    return path
+
+
 def make_parts(directory: Path, n_parts: int, pairs_per_part: int | Sequence[int], *, first_part: int = 0,
                **kw: object) -> list[PartInfo]:
     """Write parts ``first_part .. first_part+n_parts-1`` into ``directory``.
