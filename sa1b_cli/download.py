@@ -827,9 +827,20 @@ class DownloadRun:
                 return PartOutcome(name, "refetch", f"file is {size} bytes, the server has {a.expected_size}")
             return PartOutcome(name, "failed", f"size {size} differs from Content-Length {a.expected_size}")
         if stream is None and self._checked_by_extraction(name):
-            extracted = self._check_while_extracting(name, a, adopting)
-            if extracted is not None:
-                return extracted
+            # The extraction may fill the disk: its download receipt's space is taken first.
+            reserved = state.Reservation(self.paths.receipt("download", name))
+            try:
+                extracted = self._check_while_extracting(name, a, adopting, reserved)
+                return extracted if extracted is not None else self._read_and_accept(name, a, None, adopting, reserved)
+            finally:
+                reserved.release()
+        return self._read_and_accept(name, a, stream, adopting, None)
+
+    def _read_and_accept(self, name: str, a: _Active, stream: StreamingCheck | None, adopting: bool,
+                         reserved: state.Reservation | None) -> PartOutcome:
+        """Check a downloaded part by reading it (or take the streaming check's result), then accept it."""
+        tar = self.paths.tar(name)
+        size = tar.stat().st_size
         streamed = None if stream is None or adopting else stream.result(size)
         if streamed is not None:
             check = streamed
@@ -841,7 +852,7 @@ class DownloadRun:
         else:  # an extra such as sa_images_ids.txt: no structure to check, only hashes
             size, md5, sha256 = hash_file(tar, self._stop_check, md5=self._want_md5(name))
             check = PartCheck(size=size, md5=md5, sha256=sha256, compressed=False)
-        outcome = self._accept(name, a, check, adopting=adopting, streamed=streamed is not None)
+        outcome = self._accept(name, a, check, adopting=adopting, streamed=streamed is not None, reserved=reserved)
         if outcome.status == "complete" and self.options.extract_layout and PART_NAME.match(name):
             outcome.extracted = self._extract(name)
             if not outcome.extracted:
@@ -857,7 +868,7 @@ class DownloadRun:
         """With --extract, a part not extracted yet is checked by the read that unpacks it (one read, not two)."""
         return bool(self.options.extract_layout) and PART_NAME.match(name) is not None and not _extracted(self.paths, name)
 
-    def _check_while_extracting(self, name: str, a: _Active, adopting: bool) -> PartOutcome | None:
+    def _check_while_extracting(self, name: str, a: _Active, adopting: bool, reserved: state.Reservation) -> PartOutcome | None:
         """Check a part by unpacking it: the extraction's read hashes it and the download receipt is written
         from that read. None when the extraction did not get through: the caller then checks the part on
         its own and extracts it the ordinary way, which tells a corrupt download from a failed extraction."""
@@ -866,7 +877,7 @@ class DownloadRun:
         accepted: list[PartOutcome] = []
 
         def accept(check: PartCheck) -> bool:
-            accepted.append(self._accept(name, a, check, adopting=adopting, streamed=False, extracting=True))
+            accepted.append(self._accept(name, a, check, adopting=adopting, streamed=False, extracting=True, reserved=reserved))
             return accepted[-1].status == "complete"
 
         result = extract_part(
@@ -883,7 +894,7 @@ class DownloadRun:
         return accepted[-1]
 
     def _accept(self, name: str, a: _Active, check: PartCheck, *, adopting: bool, streamed: bool,
-                extracting: bool = False) -> PartOutcome:
+                extracting: bool = False, reserved: state.Reservation | None = None) -> PartOutcome:
         """Compare a read part with the checksum list and write its download receipt."""
         listed = self.options.checksums
         mismatch = listed.mismatch(name, check.md5, check.sha256) if listed is not None else None
@@ -907,7 +918,7 @@ class DownloadRun:
             "checked_while_downloading": streamed,
             "checked_while_extracting": extracting,
         }
-        state.write_receipt(self.paths, "download", name, receipt)
+        state.write_receipt(self.paths, "download", name, receipt, reserved)
         return PartOutcome(name, "complete", size=check.size)
 
     def _stop_check(self, _n: int) -> None:

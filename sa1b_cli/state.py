@@ -7,6 +7,7 @@ leaves either the old receipt or the new one, never half of one.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import tempfile
@@ -32,16 +33,25 @@ def utc_now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def atomic_write_json(path: Path, data: Any) -> None:
-    """Write ``data`` as JSON to ``path`` atomically (temp file + fsync + rename)."""
+def atomic_write_json(path: Path, data: Any, reserved: Reservation | None = None) -> None:
+    """Write ``data`` as JSON to ``path`` atomically (temp file + fsync + rename), into the space of
+    ``reserved`` when given (so it can be written on a disk that filled up meanwhile)."""
+    if reserved is not None and reserved.path == path:
+        reserved.write(data)
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    _write_and_publish(fd, tmp, path, data)
+
+
+def _write_and_publish(fd: int, tmp: str, path: Path, data: Any) -> None:
     try:
         os.fchmod(fd, FILE_MODE)
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             json.dump(data, handle, indent=1, sort_keys=True)
             handle.write("\n")
             handle.flush()
+            os.ftruncate(handle.fileno(), handle.tell())  # a reserved file is longer than what it holds
             os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
@@ -51,6 +61,41 @@ def atomic_write_json(path: Path, data: Any) -> None:
             pass
         raise
     _fsync_dir(path.parent)
+
+
+class Reservation:
+    """Disk space for one state file, taken before work that may fill the disk (an extraction), so
+    that the proof of the work done before it (a download receipt) can still be written after it."""
+
+    SIZE = 64 << 10  # a receipt is a few hundred bytes
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._fd, self._tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            os.posix_fallocate(self._fd, 0, self.SIZE)
+        except OSError as exc:
+            self.release()
+            if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL):  # a file system without fallocate: no promise
+                raise
+
+    def write(self, data: Any) -> None:
+        if self._fd < 0:
+            raise RuntimeError(f"reservation for {self.path} already used")
+        fd, self._fd = self._fd, -1
+        os.lseek(fd, 0, os.SEEK_SET)
+        _write_and_publish(fd, self._tmp, self.path, data)
+
+    def release(self) -> None:
+        """Give the space back when the file was not written."""
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+            try:
+                os.unlink(self._tmp)
+            except FileNotFoundError:
+                pass
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -81,12 +126,12 @@ def read_receipt(paths: RootPaths, stage: str, name: str) -> dict[str, Any] | No
     return read_json(paths.receipt(stage, name))
 
 
-def write_receipt(paths: RootPaths, stage: str, name: str, data: dict[str, Any]) -> None:
+def write_receipt(paths: RootPaths, stage: str, name: str, data: dict[str, Any], reserved: Reservation | None = None) -> None:
     record = dict(data)
     record.setdefault("part", name)
     record.setdefault("stage", stage)
     record.setdefault("time", utc_now_iso())
-    atomic_write_json(paths.receipt(stage, name), record)
+    atomic_write_json(paths.receipt(stage, name), record, reserved)
     clear_failure(paths, stage, name)
 
 
