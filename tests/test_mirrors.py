@@ -128,3 +128,17 @@ def test_mirror_header_is_never_printed(small_parts: list[PartInfo], cdn: FakeCD
     assert bad.returncode == ExitStatus.USAGE and "s3cr3t" not in bad.stderr + bad.stdout
     odd = run_sa1b("download", links, "-d", tmp_path / "root", "--mirror", "ftp://example.invalid/{name}", "--dry-run")
     assert odd.returncode == ExitStatus.USAGE and "use an http(s) URL, a file:// URL or a path" in odd.stderr
+
+
+def test_a_checksum_list_for_other_parts_is_refused_and_a_partial_one_warned(small_parts: list[PartInfo], cdn: FakeCDN,
+                                                                             links_file: Path, tmp_path: Path) -> None:
+    """Issue 16: a list that matches none of the selected parts used to be ignored in silence."""
+    other = tmp_path / "other.txt"
+    other.write_text("0" * 32 + "  sa_000777.tar\n")
+    refused = run_sa1b("download", links_file, "-d", tmp_path / "root", "--checksums", other)
+    assert refused.returncode == ExitStatus.USAGE and "names none of the 3 selected part(s)" in refused.stderr
+    assert not gets(cdn)
+    some = write_md5sums(small_parts[:1], tmp_path / "some.txt")
+    partial = run_sa1b("download", links_file, "-d", tmp_path / "root", "--checksums", some)
+    assert partial.returncode == 0, partial.stderr
+    assert "has no checksum for 2 of the 3 selected part(s)" in partial.stderr
