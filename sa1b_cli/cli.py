@@ -22,6 +22,8 @@ from sa1b_cli.errors import ExitStatus, Sa1bError
 
 if TYPE_CHECKING:
     from sa1b_cli.checksums import ChecksumList
+    from sa1b_cli.links import LinkEntry
+    from sa1b_cli.probe import ProbeResult
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -353,15 +355,18 @@ def download(links: Path, root: Path, parts: str | None, shard: str | None, jobs
 @selection_options
 @jobs_option(16, "links to probe with --check")
 @env_option("--timeout", type=click.FloatRange(min=0.1), default=15.0, help="Seconds per request with --check.")
+@mirror_options
 @output_options
 @handles_errors
 def links_command(links_path: Path, new_links_path: Path | None, check: bool, parts: str | None, shard: str | None, jobs: int,
-                  timeout: float, json_output: bool, quiet: bool, log_interval: float) -> ExitStatus:
+                  timeout: float, mirrors: tuple[str, ...], mirror_headers: tuple[str, ...], json_output: bool, quiet: bool,
+                  log_interval: float) -> ExitStatus:
     """Inspect a links file without downloading: parts, extras, expiry, gaps; --check asks the CDN.
 
     With two files (LINKS NEW), show what the fresh file NEW changes: links added, removed, renewed
     (same object, new signature and expiry) and pointing elsewhere (a partial download would not resume).
-    --check then probes NEW. --parts/--shard choose what --check probes.
+    --check then probes NEW. --parts/--shard choose what --check probes. With --mirror, --check also
+    asks the mirrors for the parts whose link cannot serve them, and names each part's source.
 
     \b
     Exit codes: 0 ok (with --check: all live), 2 malformed file, 3 some links missing or unreachable,
@@ -406,16 +411,29 @@ def links_command(links_path: Path, new_links_path: Path | None, check: bool, pa
     progress = console.files("probe", len(entries))
     results = probe_links(entries, concurrency=jobs, timeout=timeout, on_result=lambda _result: progress.advance(1))
     progress.close()
-    report_check = linkinfo.CheckReport(results)
+    report_check = linkinfo.CheckReport(results, serving=_serving_sources(entries, results, mirrors, mirror_headers))
     if json_output:
         console.emit_json({"type": "check", **report_check.to_dict()})
     else:
-        console.print_table(f"check of {current.path}", ["file", "state", "size", "HTTP", "ranges", "message"],
-                            linkinfo.check_rows(report_check))
+        columns = ["file", "state", "size", "HTTP", "ranges", "message"] + (["source"] if report_check.serving else [])
+        console.print_table(f"check of {current.path}", columns, linkinfo.check_rows(report_check))
         console.print_result(linkinfo.check_summary(report_check))
     if report_check.counts["expired"]:
         console.event("links", "some links have expired or were revoked: get a fresh links file from Meta", level="warning")
     return report_check.exit_status
+
+
+def _serving_sources(entries: list[LinkEntry], results: list[ProbeResult], mirrors: tuple[str, ...],
+                     mirror_headers: tuple[str, ...]) -> dict[str, str]:
+    """With --mirror: the source that would serve each probed part (mirrors asked where the link cannot)."""
+    if not mirrors:
+        return {}
+    from sa1b_cli.sources import PartSources, parse_mirrors, part_sources, plan_sources
+
+    parsed = parse_mirrors(mirrors, mirror_headers)
+    found = [PartSources(e.name, part_sources(e, e.name, parsed, meta_usable=True)) for e in entries]
+    plan_sources(found, {r.name: r for r in results}, lambda _name: False, True)
+    return {p.name: p.serving for p in found}
 
 
 @cli.command("status")

@@ -233,6 +233,7 @@ class CheckReport:
     """The CDN's answer for every probed link, and what it means for the run."""
 
     results: list[ProbeResult]
+    serving: dict[str, str] = field(default_factory=dict)  # with --mirror: what serves each part ("none": nothing)
 
     @property
     def counts(self) -> dict[str, int]:
@@ -260,8 +261,12 @@ class CheckReport:
 
     @property
     def exit_status(self) -> ExitStatus:
-        """0 all live; PARTS_FAILED if any is missing or unreachable; else LINKS_EXPIRED if any expired."""
+        """0 all live; PARTS_FAILED if any is missing or unreachable; else LINKS_EXPIRED if any expired.
+        With mirrors, only the parts that no source can serve count."""
         counts = self.counts
+        if self.serving:
+            unserved = Counter(r.state for r in self.results if self.serving.get(r.name) == "none")
+            counts = {state: unserved.get(state, 0) for state in PROBE_STATES}
         if counts["missing"] or counts["error"]:
             return ExitStatus.PARTS_FAILED
         if counts["expired"]:
@@ -275,7 +280,8 @@ class CheckReport:
             "known_bytes": self.known_bytes,
             "unknown_size": self.unknown_size,
             "exit_code": int(self.exit_status),
-            "results": [r.to_dict() for r in self.results],
+            "results": [{**r.to_dict(), **({"source": self.serving[r.name]} if r.name in self.serving else {})}
+                        for r in self.results],
         }
 
 
@@ -309,7 +315,8 @@ def check_rows(check: CheckReport) -> list[list[str]]:
     for r in check.results:
         ranges = {True: "yes", False: "no", None: "?"}[r.accepts_ranges]
         size = human_bytes(r.size) if r.size is not None else "?"
-        rows.append([r.name, r.state, size, str(r.status or "-"), ranges, r.message])
+        row = [r.name, r.state, size, str(r.status or "-"), ranges, r.message]
+        rows.append(row + [check.serving[r.name]] if check.serving else row)
     return rows
 
 
@@ -321,7 +328,12 @@ def check_summary(check: CheckReport) -> str:
         size = f"{human_bytes(check.total_bytes)} ({check.total_bytes:,} bytes) to expect on disk for the {live} live"
     else:
         size = f"at least {human_bytes(check.known_bytes)} to expect on disk ({check.unknown_size} of {live} live sizes unknown)"
-    return f"{len(check.results)} links: {states}; {size}"
+    served = ""
+    if check.serving:
+        by_mirror = sum(1 for name in check.serving.values() if name not in ("meta", "none"))
+        nothing = sum(1 for name in check.serving.values() if name == "none")
+        served = f"; {by_mirror} served by mirrors, {nothing} by no source"
+    return f"{len(check.results)} links: {states}; {size}{served}"
 
 
 def diff_rows(diff: LinksDiff) -> list[list[str]]:

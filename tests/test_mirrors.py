@@ -142,3 +142,15 @@ def test_a_checksum_list_for_other_parts_is_refused_and_a_partial_one_warned(sma
     partial = run_sa1b("download", links_file, "-d", tmp_path / "root", "--checksums", some)
     assert partial.returncode == 0, partial.stderr
     assert "has no checksum for 2 of the 3 selected part(s)" in partial.stderr
+
+
+def test_links_check_names_the_source_of_each_part(small_parts: list[PartInfo], cdn: FakeCDN, links_file: Path) -> None:
+    cdn.revoke(small_parts[0].name)
+    plain = run_sa1b("links", links_file, "--check")
+    assert plain.returncode == ExitStatus.LINKS_EXPIRED, plain.stderr
+    mirror = small_parts[0].path.parent
+    served = run_sa1b("links", links_file, "--check", "--mirror", str(mirror))
+    assert served.returncode == 0, served.stderr
+    assert f"mirror 1 ({mirror})" in served.stdout and "1 served by mirrors, 0 by no source" in served.stdout
+    empty = run_sa1b("links", links_file, "--check", "--mirror", str(mirror.parent / "nowhere"))
+    assert empty.returncode == ExitStatus.LINKS_EXPIRED and "1 by no source" in empty.stdout
