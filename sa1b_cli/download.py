@@ -1093,7 +1093,9 @@ class DownloadRun:
             "rate_bytes_per_s": snapshot.speed,
             "completed_bytes": snapshot.completed_bytes,
             "total_bytes": snapshot.total_bytes,
-            "active_parts": [{"name": p.name, "status": p.message or p.status, "completed": p.completed, "total": p.total, "speed": p.speed} for p in snapshot.parts],
+            "active_parts": [{"name": p.name, "status": p.message or p.status, "completed": p.completed, "total": p.total,
+                              "speed": p.speed, "source": self.active[p.name].serving if p.name in self.active else None}
+                             for p in snapshot.parts],
         }
         try:
             state.atomic_write_json(self.paths.run_file(), record)

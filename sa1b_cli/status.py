@@ -13,6 +13,7 @@ import math
 import os
 import socket
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -29,7 +30,7 @@ from sa1b_cli.paths import STAGES, RootPaths
 EXPECTED_PAIRS = 11_185_362
 STALE_RUN_SECONDS = 120.0
 # Run-file part states that mean "this run is working on it" (downloading, hashing, unpacking).
-LIVE_PART_STATES = ("active", "waiting", "checking", "extracting")
+LIVE_PART_STATES = ("active", "waiting", "copying", "checking", "extracting")
 
 
 # --------------------------------------------------------------------------- run files
@@ -41,6 +42,7 @@ class ActivePart:
     completed: int | None
     total: int | None
     speed: float | None
+    source: str | None = None  # "meta" or a mirror's label
 
 
 @dataclass
@@ -105,7 +107,9 @@ def _run_info(tag: str, data: dict[str, Any], now: float) -> RunInfo:
     raw_active = data.get("active_parts")
     for item in raw_active if isinstance(raw_active, list) else []:
         if isinstance(item, dict) and isinstance(item.get("name"), str) and item.get("status", "active") in LIVE_PART_STATES:
-            active.append(ActivePart(item["name"], _as_int(item.get("completed")), _as_int(item.get("total")), _as_float(item.get("speed"))))
+            source = item.get("source") if isinstance(item.get("source"), str) else None
+            active.append(ActivePart(item["name"], _as_int(item.get("completed")), _as_int(item.get("total")),
+                                     _as_float(item.get("speed")), source))
     return RunInfo(
         tag=tag, host=host, pid=pid, command=data.get("command") if isinstance(data.get("command"), str) else None,
         started=_as_float(data.get("started")), updated=updated, age_seconds=age,
@@ -145,6 +149,7 @@ class PartStatus:
     annotations: int | None = None
     verified: bool | None = None  # None: not verified; True: ok; False: problems found
     verify_problems: str | None = None
+    source: str | None = None  # where its bytes came from: "meta" or a mirror's label
 
     @property
     def percent(self) -> float | None:
@@ -366,9 +371,10 @@ def _part_status(
         part.size = _as_int(download.get("size"))
         part.completed_bytes = part.size
         part.download_failure = None
+        part.source = download.get("source") if isinstance(download.get("source"), str) else "meta"
     elif active is not None:
         run, progress = active
-        part.active_run, part.speed = run.tag, progress.speed
+        part.active_run, part.speed, part.source = run.tag, progress.speed, progress.source
         part.size, part.completed_bytes = progress.total, progress.completed
     if not part.downloaded and has_control_file and (part.completed_bytes is None or part.size is None):
         _fill_from_control_file(paths, part, has_data_file)
@@ -481,6 +487,9 @@ def summary_rows(report: StatusReport) -> list[list[str]]:
     fetched = f"{human_bytes(report.fetched_bytes)} ({sum(p.downloaded for p in report.parts)} parts complete"
     fetched += f", {human_bytes(report.partial_bytes)} in {len(partial)} partial)" if partial else ")"
     rows.append(["fetched", fetched])
+    sources = Counter(p.source for p in report.parts if p.downloaded and p.source)
+    if set(sources) - {"meta"}:
+        rows.append(["sources", ", ".join(f"{count} from {source}" for source, count in sorted(sources.items()))])
     rows.append(["on disk", f"{human_bytes(report.tars_disk_bytes)} in tars/"])
     rows.append(["to fetch", _remaining_text(report)])
     rate = report.rate_bytes_per_s
@@ -536,6 +545,8 @@ def _part_detail(part: PartStatus) -> str:
     details = []
     if part.active_run:
         details.append(f"in run {part.active_run}" + (f" at {human_bytes(part.speed)}/s" if part.speed else ""))
+    if part.source and part.source != "meta":
+        details.append(f"from {part.source}")
     if part.download_failure:
         details.append(f"download: {part.download_failure}")
     if part.extract_failure:

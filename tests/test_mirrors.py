@@ -40,6 +40,9 @@ def test_all_links_expired_everything_comes_from_a_local_mirror(small_parts: lis
         assert sha256(paths.tar(part.name)) == part.sha256
         receipt = state.read_receipt(paths, "download", part.name)
         assert receipt["source"] == f"mirror 1 ({mirror})" and state.read_receipt(paths, "extract", part.name)
+    status = run_sa1b("status", "-d", root, "--all")
+    assert f"3 from mirror 1 ({mirror})" in status.stdout
+    assert any("sa_000001.tar" in line and f"from mirror 1 ({mirror})" in line for line in status.stdout.splitlines())
 
 
 def test_a_wrong_part_on_the_only_mirror_gets_no_receipt_and_its_own_exit_code(small_parts: list[PartInfo], cdn: FakeCDN,
