@@ -375,6 +375,7 @@ class _Active:
     mixed_with: Source | None = None  # a second source aria2 fetches from at the same time
     redirect_restarts: int = 0  # a mirror's signed redirect target expired: asked the mirror again
     wrong_bytes: int = 0  # reads that differed from the checksum list, from the current source
+    refetched_damaged: bool = False  # a damaged download was fetched again once in this run
 
     @property
     def serving(self) -> str:
@@ -576,7 +577,16 @@ class DownloadRun:
                 return
         tar, control = self.paths.tar(name), self.paths.control_file(name)
         options: dict[str, Any] = {"out": name}
-        if control.exists() and read_control_file(control) is None:
+        progress = read_control_file(control) if control.exists() else None
+        if progress is not None and active.expected_size is not None and progress.total_length != active.expected_size:
+            # The file changed on the server while this part was partial: aria2 cannot resume it (error 1 on
+            # every run) and its bytes belong to the old file. Start over.
+            self.reporter.event("restart", f"{name}: the server's file is now {active.expected_size} bytes, the partial "
+                                f"download was of a {progress.total_length}-byte file; discarding it and starting over",
+                                level="warning", part=name)
+            tar.unlink(missing_ok=True)
+            control.unlink()
+        elif control.exists() and progress is None:
             # A full disk leaves an empty control file next to a file of allocated, unwritten bytes:
             # aria2 aborts on it every time (error 1) and the bytes cannot be trusted. Start over.
             self.reporter.event("restart", f"{name}: aria2's progress file is damaged (was the disk full?); downloading this part again", level="warning")
@@ -848,7 +858,10 @@ class DownloadRun:
             try:
                 check = check_part(tar, self._stop_check, md5=self._want_md5(name))
             except ArchiveError as exc:
-                return PartOutcome(name, "refetch" if adopting else "failed", f"archive check failed: {exc}")
+                if adopting or not a.refetched_damaged:  # damaged on the way, most likely: once more within this run
+                    a.refetched_damaged = a.refetched_damaged or not adopting
+                    return PartOutcome(name, "refetch", f"archive check failed: {exc}")
+                return PartOutcome(name, "failed", f"archive check failed: {exc}")
         else:  # an extra such as sa_images_ids.txt: no structure to check, only hashes
             size, md5, sha256 = hash_file(tar, self._stop_check, md5=self._want_md5(name))
             check = PartCheck(size=size, md5=md5, sha256=sha256, compressed=False)
@@ -964,6 +977,7 @@ class DownloadRun:
             if outcome.status == "refetch" and a is not None:
                 self.reporter.event("refetch", f"{name}: {outcome.reason}; downloading it again", level="warning")
                 self.paths.tar(name).unlink(missing_ok=True)
+                self.paths.control_file(name).unlink(missing_ok=True)
                 a.status = "active"
                 self._start(name, a)
                 continue

@@ -444,3 +444,34 @@ def test_download_extract_refuses_a_part_against_the_checksum_list_before_publis
             assert result.outcomes[good.name].extracted is True
             receipt = state.read_receipt(paths, "download", good.name)
             assert receipt is not None and receipt["md5"] == receipt["checksum_list_md5"] == good.md5
+
+
+def test_a_part_whose_size_changed_on_the_server_while_partial_starts_over(tmp_path: Path) -> None:
+    """Issue 16.1: every rerun used to fail with "Download aborted. (aria2 error 1)" and a 5-minute back-off."""
+    src = tmp_path / "src"
+    old = random_part(src, 0, 8)
+    with FakeCDN(src) as server:
+        links = server.write_links(tmp_path / "links.txt")
+        server.set_faults(None, Faults(rate_limit_bytes_per_s=2_000_000))
+        root = tmp_path / "root"
+        crash_download_midway(root, links, "-x", "2", bytes_sent=server.bytes_sent, after_bytes=old.stat().st_size * 0.3, settle=1.2)
+        assert (root / "tars" / "sa_000000.tar.aria2").exists()
+        new = random_part(tmp_path / "new", 0, 6)
+        shutil.copy(new, old)  # same name and token, another size
+        server.clear_faults()
+        result = run_sa1b("download", links, "-d", root, "--retry-wait", "0.2")
+        assert result.returncode == 0, result.stderr
+        assert "discarding it and starting over" in result.stderr
+        assert sha256(root / "tars" / "sa_000000.tar") == sha256(new)
+
+
+def test_a_part_damaged_in_transit_is_fetched_again_within_the_run(small_parts: list[PartInfo], cdn: FakeCDN,
+                                                                   links_file: Path, tmp_path: Path) -> None:
+    """Issue 16.7: a flipped byte on the way used to be fetched again only by the next run."""
+    part = small_parts[1]
+    cdn.set_faults(part.name, Faults(corrupt_offsets=(part.size // 2,), corrupt_count=1))
+    result = run_sa1b("download", links_file, "-d", tmp_path / "root")
+    assert result.returncode == 0, result.stderr
+    assert "archive check failed" in result.stderr and "downloading it again" in result.stderr
+    assert sha256(tmp_path / "root" / "tars" / part.name) == part.sha256
+    assert len([r for r in cdn.requests_for(part.name) if r.method == "GET"]) == 2

@@ -505,3 +505,14 @@ def test_aria2c_downloads_from_fake_cdn(cdn: FakeCDN, tmp_path: Path) -> None:
     )
     assert sha256((out / blob.name).read_bytes()) == sha256(blob.read_bytes())
     assert any(r.status == 206 for r in cdn.requests_for(blob.name))
+
+
+def test_fault_corrupt_count_limits_the_corrupted_responses(cdn: FakeCDN, small_parts: list[PartInfo]) -> None:
+    p = small_parts[0]
+    faults = Faults(corrupt_offsets=(p.size - 1,), corrupt_count=1)
+    cdn.set_faults(p.name, faults)
+    url = cdn.signed_url(p.name)
+    assert httpx.get(url, headers={"Range": "bytes=0-9"}).content == p.path.read_bytes()[:10]  # offset not in it
+    assert faults.corrupt_count == 1
+    assert sha256(httpx.get(url).content) != p.sha256 and faults.corrupt_count == 0
+    assert sha256(httpx.get(url).content) == p.sha256

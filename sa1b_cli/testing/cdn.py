@@ -95,8 +95,10 @@ class Faults:
     drop_count: int | None = 1
     #: Serve every GET as 200 with the full body and no ``Accept-Ranges``.
     ignore_range: bool = False
-    #: Flip (xor 0xFF) the byte at each of these file offsets whenever it is sent.
+    #: Flip (xor 0xFF) the byte at each of these file offsets whenever it is sent ...
     corrupt_offsets: tuple[int, ...] = ()
+    #: ... in this many GET responses that carry one of them (None: always).
+    corrupt_count: int | None = None
     #: Throttle each response body to about this many bytes per second.
     rate_limit_bytes_per_s: float | None = None
     #: After this many body bytes, send nothing for ``stall_seconds`` without
@@ -441,7 +443,7 @@ class FakeCDN:
                 return plan, True
             plan.ignore_range = f.ignore_range
             plan.rate = f.rate_limit_bytes_per_s
-            plan.corrupt = tuple(f.corrupt_offsets)
+            plan.corrupt = tuple(f.corrupt_offsets) if f.corrupt_count is None or f.corrupt_count > 0 else ()
             plan.wrong_length = f.wrong_length
             if f.drop_after_bytes is not None and (f.drop_count is None or f.drop_count > 0):
                 plan.drop_after = f.drop_after_bytes
@@ -451,7 +453,7 @@ class FakeCDN:
         return plan, False
 
     def _consume(self, name: str, plan: _Plan) -> None:
-        """Use up one drop/stall count (only for GETs that actually get a body)."""
+        """Use up one drop/stall/corrupt count (only for GETs that actually get a body)."""
         with self._lock:
             f = self._faults.get(name, self._faults.get(None))
             if f is None:
@@ -460,6 +462,8 @@ class FakeCDN:
                 f.drop_count = max(0, f.drop_count - 1)
             if plan.stall_after is not None and f.stall_count is not None:
                 f.stall_count = max(0, f.stall_count - 1)
+            if "corrupt" in plan.labels and f.corrupt_count is not None:
+                f.corrupt_count = max(0, f.corrupt_count - 1)
 
     def _handle(self, h: _Handler, head: bool, post: bool = False) -> None:
         url = urlsplit(h.path)
