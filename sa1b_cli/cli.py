@@ -72,17 +72,20 @@ def checksum_options(f: F) -> F:
     return f
 
 
-class _LinesOption(click.Option):
-    """A repeatable option whose environment variable holds one value a line (values may hold spaces)."""
+class _Line(click.types.StringParamType):
+    """A string whose repeatable option's environment variable holds one value a line (values may hold spaces)."""
 
-    def split_envvar_value(self, rv: str) -> list[str]:  # type: ignore[override]
-        return [line for line in rv.splitlines() if line.strip()]
+    name = "line"
+    envvar_list_splitter = "\n"
+
+    def split_envvar_value(self, rv: str) -> list[str]:
+        return [line.strip() for line in rv.splitlines() if line.strip()]
 
 
 def mirror_options(f: F) -> F:
     """--mirror and --mirror-header: where a part comes from when Meta's link cannot serve it."""
     f = env_option(
-        "--mirror-header", "mirror_headers", multiple=True, cls=_LinesOption, metavar="'NAME: VALUE'",
+        "--mirror-header", "mirror_headers", multiple=True, type=_Line(), metavar="'NAME: VALUE'",
         help="HTTP header sent to http(s) mirrors, e.g. 'Authorization: Bearer hf_…' for a gated repository "
         "(repeatable; SA1B_MIRROR_HEADER: one a line). Never printed or logged.",
     )(f)

@@ -704,6 +704,8 @@ class DownloadRun:
             self._next_source(name, a, PartOutcome(name, "expired" if source is None or source.is_meta else "failed", reason))
         elif code == "3":
             self._next_source(name, a, PartOutcome(name, "failed", "not found on the server (HTTP 404)"))
+        elif code == "24":
+            self._next_source(name, a, PartOutcome(name, "failed", "authorization failed (HTTP 401); a --mirror-header with a token?"))
         elif code == "9":
             self.disk_full = True
             self._finish(name, PartOutcome(name, "failed", "disk full; free space and run again, progress is kept"))
@@ -737,7 +739,7 @@ class DownloadRun:
         while a.sources:
             source = a.sources[0]
             probed = probe_source(source, name)
-            if probed.state == "live":
+            if probed.state == "live" and probed.status != 401:
                 break
             self.reporter.event("source", f"{name}: {source.label} cannot serve it either ({probed.message or probed.state})", level="warning")
             a.sources.pop(0)
@@ -858,6 +860,8 @@ class DownloadRun:
             try:
                 check = check_part(tar, self._stop_check, md5=self._want_md5(name))
             except ArchiveError as exc:
+                if a.mixed_with is not None:  # two sources whose bytes do not fit together: each alone next
+                    return PartOutcome(name, "failed", f"archive check failed: {exc}; {a.serving} disagree", wrong_bytes=True)
                 if adopting or not a.refetched_damaged:  # damaged on the way, most likely: once more within this run
                     a.refetched_damaged = a.refetched_damaged or not adopting
                     return PartOutcome(name, "refetch", f"archive check failed: {exc}")

@@ -234,8 +234,9 @@ def plan_sources(parts: list[PartSources], meta_results: dict[str, ProbeResult],
         still = []
         for part, result in zip(pending, results):
             part.size, part.state = result.size, result.state
-            if result.state in ("expired", "missing"):
-                part.pass_over(result.message or result.state, result.state == "expired")
+            if result.state in ("expired", "missing") or result.status == 401:
+                why = "HTTP 401: it wants a token (--mirror-header)" if result.status == 401 else result.message or result.state
+                part.pass_over(why, result.state == "expired")
                 if part.sources:
                     still.append(part)
         pending = still

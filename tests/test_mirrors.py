@@ -17,6 +17,7 @@ from sa1b_cli.errors import ExitStatus
 from sa1b_cli.paths import RootPaths
 from sa1b_cli.testing.cdn import FakeCDN, Faults
 from sa1b_cli.testing.generator import PartInfo, make_parts, random_part, write_md5sums
+from sa1b_cli.testing.mirror import FakeMirror
 from sa1b_cli.testing.processes import run_sa1b, start_sa1b, wait_for
 
 
@@ -157,3 +158,107 @@ def test_links_check_names_the_source_of_each_part(small_parts: list[PartInfo], 
     assert f"mirror 1 ({mirror})" in served.stdout and "1 served by mirrors, 0 by no source" in served.stdout
     empty = run_sa1b("links", links_file, "--check", "--mirror", str(mirror.parent / "nowhere"))
     assert empty.returncode == ExitStatus.LINKS_EXPIRED and "1 by no source" in empty.stdout
+
+
+# -- an HTTP mirror like the Hugging Face backup (302 to a short-lived signed storage URL) ---------------
+
+
+def same_size_twins(directory: Path, wrong_directory: Path, index: int, megabytes: int) -> Path:
+    """A gzip part and a wrong twin of the same size (another JPEG byte, stored deflate): both valid tars."""
+    import gzip
+    import io
+    import os
+    import tarfile
+
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w") as tar:
+        top = tarfile.TarInfo(".")
+        top.type = tarfile.DIRTYPE
+        tar.addfile(top, None)
+        for member in range(megabytes):
+            info = tarfile.TarInfo(f"./sa_{index * 1000 + member}.jpg")
+            info.size = 1 << 20
+            tar.addfile(info, io.BytesIO(os.urandom(info.size)))
+    good = raw.getvalue()
+    wrong = bytearray(good)
+    wrong[1024 + 512 + 100] ^= 0xFF  # inside the first JPEG's data: the tar stays valid
+    name = f"sa_{index:06d}.tar"
+    for folder, data in ((directory, good), (wrong_directory, bytes(wrong))):
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(gzip.compress(data, compresslevel=0))
+    assert (directory / name).stat().st_size == (wrong_directory / name).stat().st_size
+    return directory / name
+
+
+def test_all_links_expired_everything_comes_from_an_http_mirror(small_parts: list[PartInfo], cdn: FakeCDN, tmp_path: Path) -> None:
+    links = cdn.write_links(tmp_path / "links.txt", expires_at=time.time() - 3600)
+    with FakeMirror(small_parts[0].path.parent) as mirror:
+        root = tmp_path / "root"
+        result = run_sa1b("download", links, "-d", root, "--mirror", mirror.template)
+        assert result.returncode == 0, result.stderr
+        assert not gets(cdn)
+        for part in small_parts:
+            assert sha256(root / "tars" / part.name) == part.sha256
+            assert state.read_receipt(RootPaths(root), "download", part.name)["source"] == "mirror 1 (127.0.0.1)"
+        assert mirror.storage.bytes_sent() == sum(p.size for p in small_parts), "each byte fetched once"
+        assert all(r.status == 302 for r in mirror.log)
+
+
+def test_a_mirror_redirect_target_that_expires_mid_transfer_is_resumed(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    big = random_part(src, 0, 10)
+    size = big.stat().st_size
+    with FakeCDN(src) as cdn, FakeMirror(src, target_ttl=1.5) as mirror:
+        links = cdn.write_links(tmp_path / "links.txt", expires_at=time.time() - 3600)
+        mirror.storage.set_faults(None, Faults(rate_limit_bytes_per_s=1_500_000, drop_after_bytes=2_000_000, drop_count=2))
+        root = tmp_path / "root"
+        result = run_sa1b("download", links, "-d", root, "--mirror", mirror.template, "-x", "2", "--min-split-size", "1M",
+                          "--retry-wait", "0.2")
+        assert result.returncode == 0, result.stderr
+        assert sha256(root / "tars" / big.name) == sha256(big)
+        expired = [r for r in mirror.storage.log if r.status == 403]
+        assert expired, "a connection met the expired redirect target"
+        assert len([r for r in mirror.log if r.method == "GET"]) >= 2, "the mirror was asked again for a fresh target"
+        assert mirror.storage.bytes_sent() < size * 1.35, "resumed, not restarted"
+
+
+def test_a_gated_mirror_gets_its_header_and_the_header_is_never_shown(small_parts: list[PartInfo], cdn: FakeCDN,
+                                                                      tmp_path: Path) -> None:
+    links = cdn.write_links(tmp_path / "links.txt", expires_at=time.time() - 3600)
+    secret = "Authorization: Bearer hf_s3cr3tT0ken"
+    with FakeMirror(small_parts[0].path.parent, required_header=secret) as mirror:
+        root = tmp_path / "root"
+        refused = run_sa1b("download", links, "-d", root, "--mirror", mirror.template, "--parts", "0")
+        assert refused.returncode != 0 and "hf_s3cr3t" not in refused.stderr + refused.stdout
+        result = run_sa1b("download", links, "-d", root, "--mirror", mirror.template, "--json", "--parts", "0",
+                          env={"SA1B_MIRROR_HEADER": secret})
+        assert result.returncode == 0, result.stderr
+        assert "hf_s3cr3t" not in result.stderr + result.stdout
+        for path in (root / ".sa1b").rglob("*"):
+            assert not path.is_file() or b"hf_s3cr3t" not in path.read_bytes(), path
+        assert sha256(root / "tars" / "sa_000000.tar") == small_parts[0].sha256
+        assert not [r for r in cdn.log if "Authorization" in str(r)], "never sent to Meta's CDN"
+
+
+def test_both_sources_at_once_and_a_wrong_mirror_copy_is_caught_and_fetched_from_meta(tmp_path: Path) -> None:
+    src, wrong = tmp_path / "src", tmp_path / "wrong"
+    part = same_size_twins(src, wrong, 0, 6)
+    sums = tmp_path / "reference.txt"
+    sums.write_text(f"{hashlib.md5(part.read_bytes()).hexdigest()}  {part.name}\n")
+    with FakeCDN(src) as cdn, FakeMirror(wrong) as mirror:
+        links = cdn.write_links(tmp_path / "links.txt")
+        for server in (cdn, mirror.storage):
+            server.set_faults(None, Faults(rate_limit_bytes_per_s=1_000_000))
+        root = tmp_path / "root"
+        plan = run_sa1b("download", links, "-d", root, "--mirror", mirror.template, "--checksums", sums, "--dry-run")
+        assert "meta + mirror 1 (127.0.0.1)" in plan.stdout, plan.stdout
+        result = run_sa1b("download", links, "-d", root, "--mirror", mirror.template, "--checksums", sums, "--extract",
+                          "-x", "4", "--min-split-size", "1M")
+        assert result.returncode == 0, result.stderr
+        # mixed bytes of a gzip part fail its CRC before the md5 is compared: either way, each source alone next
+        assert "meta + mirror 1 (127.0.0.1) disagree" in result.stderr and "fetching it again from meta alone" in result.stderr
+        assert sha256(root / "tars" / part.name) == sha256(part)
+        assert mirror.storage.bytes_sent() > 0 and cdn.bytes_sent() > 0, "both sources served the mixed attempt"
+        assert cdn.bytes_sent() >= part.stat().st_size, "then Meta's link alone served all of it"
+        receipt = state.read_receipt(RootPaths(root), "download", part.name)
+        assert receipt["source"] == "meta" and state.read_receipt(RootPaths(root), "extract", part.name)
