@@ -439,6 +439,51 @@ def _serving_sources(entries: list[LinkEntry], results: list[ProbeResult], mirro
     return {p.name: p.serving for p in found}
 
 
+@cli.command("manifest")
+@root_option
+@selection_options
+@env_option("-o", "--output", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+            help="Folder for the three files (default: ROOT).")
+@output_options
+@handles_errors
+def manifest_command(root: Path, parts: str | None, shard: str | None, out_dir: Path | None, json_output: bool,
+                     quiet: bool, log_interval: float) -> ExitStatus:
+    """Write what this site holds, from its download receipts (nothing is read again), for other sites.
+
+    sa1b-manifest.md5 and sa1b-manifest.sha256 (md5sum/sha256sum format: `md5sum -c` in ROOT/tars) and
+    sa1b-manifest.json (name, size, md5, sha256, source, checked_at). Another site checks its copy with
+    `sa1b verify -d ROOT --tars --checksums sa1b-manifest.json`, or downloads against it with
+    `sa1b download LINKS --checksums sa1b-manifest.json`. Parts checked without a reference have no md5:
+    they are only in the sha256 and JSON files.
+
+    \b
+    Exit codes: 0 written, 2 bad options, 5 no downloaded part to list.
+
+    \b
+    Examples:
+      sa1b manifest -d /data/sa1b
+      sa1b manifest -d /data/sa1b -o /shared/handover --parts 0-99
+    """
+    from sa1b_cli import verify as verify_core
+    from sa1b_cli.manifest import write_manifest
+    from sa1b_cli.paths import RootPaths
+    from sa1b_cli.selection import parse_shard, select_names
+
+    console = make_console(json_output, quiet, log_interval)
+    paths = RootPaths(root)
+    shard_spec = parse_shard(shard)
+    names = select_names(verify_core.known_part_names(paths), parts, shard_spec) if parts or shard_spec else None
+    result = write_manifest(paths, out_dir, names)
+    if result.without_md5:
+        console.event("manifest", f"{len(result.without_md5)} part(s) have no md5 (checked without a reference), "
+                      f"e.g. {result.without_md5[0]}: they are in the sha256 and JSON files only", level="warning")
+    if json_output:
+        console.emit_json({"type": "summary", "command": "manifest", **result.to_dict()})
+    else:
+        console.print_result(f"manifest: {len(result.parts)} part(s) listed in " + ", ".join(str(p) for p in result.written))
+    return ExitStatus.OK
+
+
 @cli.command("status")
 @root_option
 @env_option("--links", "links_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
@@ -607,9 +652,9 @@ def demo_command(directory: Path | None, part_count: int, pairs: int, json_outpu
 @env_option("--deep", is_flag=True, default=False,
             help="Also read every pair: JSON schema, every RLE mask (size, area, bbox) and the JPEG's structure and size.")
 @env_option("--tars", is_flag=True, default=False,
-            help="Also re-hash the downloaded tars still on disk and compare them with their download receipts.")
-@env_option("--checksums", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
-            help="md5sum-format list to compare the tars with (implies --tars).")
+            help="Also re-hash the downloaded tars still on disk and compare them with their download receipts "
+            "and the community reference (or --checksums, which implies --tars).")
+@checksum_options
 @env_option("--expected", type=click.IntRange(min=0), default=None, show_default=False,
             help="Pairs the checked parts must hold in total. Without --parts it also limits the check to the parts "
             "present (default: the whole dataset, 1,000 parts, 11,185,362 pairs).")
@@ -623,6 +668,7 @@ def demo_command(directory: Path | None, part_count: int, pairs: int, json_outpu
 @output_options
 @handles_errors
 def verify_command(root: Path, parts: str | None, shard: str | None, deep: bool, tars: bool, checksums: Path | None,
+                   no_reference: bool,
                    expected: int | None, rescan: bool, force: bool, report_path: Path | None, jobs: int,
                    json_output: bool, quiet: bool, log_interval: float) -> ExitStatus:
     """Tell whether the dataset under ROOT is whole and sound; never changes a dataset file.
@@ -650,7 +696,9 @@ def verify_command(root: Path, parts: str | None, shard: str | None, deep: bool,
     from sa1b_cli import verify as core
     from sa1b_cli.errors import UsageError
     from sa1b_cli.paths import RootPaths
+    from sa1b_cli.checksums import choose_checksums
     from sa1b_cli.selection import parse_shard, select_names
+    from sa1b_cli.state import list_receipts
     from sa1b_cli.state import atomic_write_json
 
     if not root.is_dir():
@@ -659,7 +707,10 @@ def verify_command(root: Path, parts: str | None, shard: str | None, deep: bool,
     shard_spec = parse_shard(shard)
     names = select_names(core.known_part_names(paths), parts, shard_spec) if parts or shard_spec else None
     console = make_console(json_output, quiet, log_interval)
-    report = core.verify_dataset(paths, parts=names, deep=deep, tars=tars, checksums=checksums, expected=expected,
+    listed = choose_checksums(checksums, no_reference)
+    if checksums is not None:  # against the parts this ROOT holds, unless some are named
+        _check_list_covers(listed, names or sorted(list_receipts(paths, "download")), console)
+    report = core.verify_dataset(paths, parts=names, deep=deep, tars=tars, checksums=listed, expected=expected,
                                  jobs=jobs, force=force, rescan=rescan, reporter=console)
     console.close()
     if report_path is not None:

@@ -62,7 +62,7 @@ import numpy as np
 import orjson
 
 from sa1b_cli import integrity, rle, state
-from sa1b_cli.checksums import parse_checksums
+from sa1b_cli.checksums import ChecksumList, parse_checksums
 from sa1b_cli.errors import ExitStatus, UsageError
 from sa1b_cli.events import NullReporter, Reporter
 from sa1b_cli.extract import ManifestEntry, extracted_dir, part_file_locations, read_layout, read_manifest
@@ -874,8 +874,12 @@ def _number(value: float) -> int | float:
 # ------------------------------------------------------------------ tars
 
 
-def check_tar(tar_path: str, receipt: dict[str, Any] | None, listed_md5: str | None, key: dict[str, Any]) -> TarResult:
-    """Compare a downloaded tar with its download receipt (size, hashes) and a checksum list's md5."""
+Listed = tuple[str | None, str | None, str, bool]  # what a checksum list says of one part: md5, sha256, origin, reference?
+
+
+def check_tar(tar_path: str, receipt: dict[str, Any] | None, listed: Listed | None, key: dict[str, Any]) -> TarResult:
+    """Compare a downloaded tar with its download receipt (size, hashes) and a checksum list (or the
+    community reference): md5 and sha256, whichever it gives."""
     result = TarResult(path=tar_path, key=key)
     name = os.path.basename(tar_path)
     if os.path.exists(tar_path + ".aria2"):
@@ -895,7 +899,7 @@ def check_tar(tar_path: str, receipt: dict[str, Any] | None, listed_md5: str | N
             return result
     wanted = {k: receipt.get(k) for k in ("md5", "sha256")} if receipt else {}
     wanted = {k: v.lower() for k, v in wanted.items() if isinstance(v, str) and v}
-    if not wanted and listed_md5 is None:
+    if not wanted and listed is None:
         result.notes.append("no download receipt and not in a checksum list: nothing to compare with")
         return result
     try:
@@ -909,11 +913,15 @@ def check_tar(tar_path: str, receipt: dict[str, Any] | None, listed_md5: str | N
         if actual[algorithm] != expected:
             result.problems.add(Problem(tar_path, "tar-hash", f"{algorithm} {actual[algorithm]} differs from the "
                                         f"download receipt's {expected}: the file changed after download"))
-    if listed_md5 is not None:
-        result.checked.append("checksum list")
-        if md5 != listed_md5:
-            result.problems.add(Problem(tar_path, "tar-checksum",
-                                        f"md5 {md5} differs from the checksum list's {listed_md5}"))
+    if listed is not None:
+        listed_md5, listed_sha256, origin, is_reference = listed
+        result.checked.append("community reference" if is_reference else "checksum list")
+        for algorithm, got, expected in (("md5", md5, listed_md5), ("sha256", sha256, listed_sha256)):
+            if expected is None or got == expected:
+                continue
+            where = ("the community reference (not Meta's word), which lists" if is_reference
+                     else f"the checksum list's ({origin})")
+            result.problems.add(Problem(tar_path, "tar-checksum", f"{name}: {algorithm} {got} differs from {where} {expected}"))
     if not wanted:
         result.notes.append(f"{name} has no download receipt")
     return result
@@ -1119,7 +1127,7 @@ class _Run:
     """Schedules the tasks of all parts over one executor with bounded work in flight."""
 
     def __init__(self, executor: Executor, jobs: int, deep: bool, tars: bool, force: bool, rescan: bool,
-                 checksums: dict[str, str] | None, downloads: dict[str, dict[str, Any]], reporter: Reporter,
+                 checksums: ChecksumList | None, downloads: dict[str, dict[str, Any]], reporter: Reporter,
                  total_files: int | None) -> None:
         self.executor = executor
         self.limit = 2 * jobs
@@ -1176,17 +1184,20 @@ class _Run:
             else:
                 self._queue(unit.scan[0], unit.scan[1], "scan", part)
         if self.tars and unit.tar_path is not None:
-            key = _tar_key(unit.tar_path, self.downloads.get(unit.name), self._listed_md5(unit.name))
+            key = _tar_key(unit.tar_path, self.downloads.get(unit.name), self._listed(unit.name))
             cached = _cached_tar(unit.previous, key, self.force)
             if cached is not None:
                 part.tar = cached
             else:
-                self._queue(check_tar, (unit.tar_path, self.downloads.get(unit.name), self._listed_md5(unit.name), key),
+                self._queue(check_tar, (unit.tar_path, self.downloads.get(unit.name), self._listed(unit.name), key),
                             "tar", part)
         return part
 
-    def _listed_md5(self, name: str) -> str | None:
-        return None if self.checksums is None else self.checksums.get(name)
+    def _listed(self, name: str) -> Listed | None:
+        listed = self.checksums
+        if listed is None or not listed.covers(name):
+            return None
+        return listed.md5.get(name), listed.sha256.get(name), listed.origin, listed.is_reference
 
     def _queue(self, fn: Callable[..., Any], args: tuple[Any, ...], kind: str, part: _Open) -> None:
         self.ready.append((fn, args, kind, part))
@@ -1360,7 +1371,7 @@ def _unchanged_listing(previous: dict[str, Any] | None, stamp: list[list[int]] |
         return None
 
 
-def _tar_key(tar_path: str, download: dict[str, Any] | None, listed_md5: str | None) -> dict[str, Any]:
+def _tar_key(tar_path: str, download: dict[str, Any] | None, listed: Listed | None) -> dict[str, Any]:
     try:
         info = os.stat(tar_path)
         identity: list[int] = [info.st_size, info.st_mtime_ns, info.st_ctime_ns]
@@ -1369,7 +1380,7 @@ def _tar_key(tar_path: str, download: dict[str, Any] | None, listed_md5: str | N
     control = os.path.exists(tar_path + ".aria2")
     return {"file": identity, "control_file": control, "receipt_md5": (download or {}).get("md5"),
             "receipt_sha256": (download or {}).get("sha256"), "receipt_size": (download or {}).get("size"),
-            "listed_md5": listed_md5, "check_version": CHECK_VERSION}
+            "listed": list(listed[:2]) if listed is not None else None, "check_version": CHECK_VERSION}
 
 
 def _cached_tar(previous: dict[str, Any] | None, key: dict[str, Any], force: bool) -> TarResult | None:
@@ -1425,7 +1436,7 @@ def verify_dataset(
     parts: Sequence[str] | None = None,
     deep: bool = False,
     tars: bool = False,
-    checksums: Path | None = None,
+    checksums: ChecksumList | Path | None = None,
     expected: int | None = None,
     jobs: int | None = None,
     force: bool = False,
@@ -1435,7 +1446,8 @@ def verify_dataset(
     """Check the dataset under ``paths``; never changes dataset files (only verify receipts).
 
     ``parts``: part names to check (None: the whole dataset, or with ``expected``
-    the parts present). ``checksums``: an md5sum-format list; implies ``tars``.
+    the parts present). ``checksums``: what ``tars`` compares the tars with (the community reference,
+    or a user's list or its path, which implies ``tars``).
     ``rescan``: list every part's files even where its folders are unchanged since its
     verify receipt; ``force``: also read every file again (see the module docstring).
     Raises UsageError for bad part names, InputFileError for a bad checksum list,
@@ -1443,8 +1455,10 @@ def verify_dataset(
     """
     reporter = reporter or NullReporter()
     started = time.monotonic()
-    listed = parse_checksums(checksums).md5 if checksums is not None else None
-    tars = tars or listed is not None
+    if isinstance(checksums, Path):
+        checksums = parse_checksums(checksums)
+    tars = tars or (checksums is not None and not checksums.is_reference)
+    listed = checksums if tars else None
     if parts is not None:
         bad = [n for n in parts if not PART_NAME.match(n)]
         if bad:
