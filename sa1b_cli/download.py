@@ -629,6 +629,8 @@ class DownloadRun:
         want_md5 = self._want_md5(name)
         fresh = not tar.exists()
         uris = [source.location] + ([active.mixed_with.location] if active.mixed_with is not None else [])
+        if len(uris) > 1:  # --connections to each source: the point of fetching from two
+            options["split"] = str(self.options.connections * len(uris))
         if self.head_start is not None:  # aria2c is not running yet: on its input file, with our gid
             active.gid = secrets.token_hex(8)
             self.head_start.append(InputEntry(uris, {"gid": active.gid, **options}))
