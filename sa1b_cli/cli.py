@@ -66,7 +66,7 @@ def checksum_options(f: F) -> F:
     )(f)
     f = env_option(
         "--checksums", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
-        help="md5sum or sha256sum file, or another site's manifest.json (sa1b manifest); replaces the "
+        help="md5sum or sha256sum file, or another site's sa1b-manifest.json (sa1b manifest); replaces the "
         "community reference. A part whose digest differs gets no receipt.",
     )(f)
     return f
@@ -604,12 +604,14 @@ def extract_command(root: Path, parts: str | None, shard: str | None, layout: st
             help="Demo directory: new, empty, or an earlier demo's. Default: a fresh temporary directory (kept).")
 @env_option("--parts", "part_count", type=click.IntRange(1, 1000), default=4, envvar="SA1B_DEMO_PARTS", help="Parts to generate.")
 @env_option("--pairs", type=click.IntRange(1, 20_000), default=50, envvar="SA1B_DEMO_PAIRS", help="Image/annotation pairs per part.")
+@env_option("--mirror", is_flag=True, default=False, envvar="SA1B_DEMO_MIRROR",
+            help="Play the links page being down: expired links, a mirror with one wrong part that the reference catches.")
 @env_option("--json", "json_output", is_flag=True, default=False, help="JSON lines on stdout (events, progress, summary).")
 @env_option("--quiet", "-q", is_flag=True, default=False, help="Only warnings, errors and the summary.")
 @env_option("--log-interval", type=click.FloatRange(min=0.1), default=1.0, envvar="SA1B_DEMO_LOG_INTERVAL",
             help="Seconds between progress lines when not on a TTY and in --json mode.")
 @handles_errors
-def demo_command(directory: Path | None, part_count: int, pairs: int, json_output: bool, quiet: bool,
+def demo_command(directory: Path | None, part_count: int, pairs: int, mirror: bool, json_output: bool, quiet: bool,
                  log_interval: float) -> ExitStatus:
     """Try the whole pipeline offline in a few seconds: no links file, no network.
 
@@ -626,11 +628,12 @@ def demo_command(directory: Path | None, part_count: int, pairs: int, json_outpu
     Examples:
       sa1b demo
       sa1b demo -d ./sa1b-demo --parts 8 --pairs 200
+      sa1b demo --mirror          # links expired: a mirror serves, its one wrong part is caught
     """
     from sa1b_cli import demo as core
 
     console = make_console(json_output, quiet, log_interval)
-    result = core.run_demo(directory, part_count, pairs, console)
+    result = core.run_demo(directory, part_count, pairs, console, mirror=mirror)
     console.close()
     if json_output:
         console.emit_json({"type": "summary", "command": "demo", **result.to_dict()})
@@ -682,11 +685,18 @@ def verify_command(root: Path, parts: str | None, shard: str | None, deep: bool,
     lists the others and re-reads only files that changed. --rescan lists every part (also finds
     a file rewritten in place); --force re-reads all.
 
+    --tars re-hashes each tar still on disk (one read: sha256, and md5 where there is one to compare
+    with) against its download receipt and the community MD5 reference shipped with sa1b (a community
+    list, not Meta's word; --no-reference drops it). --checksums FILE replaces the reference: an md5sum
+    or sha256sum file, or another site's sa1b-manifest.json (sa1b manifest), so a copy can be checked
+    against the site it came from. A list that names none of the tars to check is refused.
+
     \b
     Examples:
       sa1b verify -d /data/sa1b
       sa1b verify -d /data/sa1b --deep --jobs 16 --report verify.json
       sa1b verify -d /data/sa1b --parts 0-9 --tars --checksums checklist.txt
+      sa1b verify -d /data/sa1b --tars --checksums /shared/handover/sa1b-manifest.json
       sa1b verify -d /shared/sa1b --shard auto --deep --json
 
     \b
@@ -698,7 +708,6 @@ def verify_command(root: Path, parts: str | None, shard: str | None, deep: bool,
     from sa1b_cli.paths import RootPaths
     from sa1b_cli.checksums import choose_checksums
     from sa1b_cli.selection import parse_shard, select_names
-    from sa1b_cli.state import list_receipts
     from sa1b_cli.state import atomic_write_json
 
     if not root.is_dir():
@@ -707,9 +716,7 @@ def verify_command(root: Path, parts: str | None, shard: str | None, deep: bool,
     shard_spec = parse_shard(shard)
     names = select_names(core.known_part_names(paths), parts, shard_spec) if parts or shard_spec else None
     console = make_console(json_output, quiet, log_interval)
-    listed = choose_checksums(checksums, no_reference)
-    if checksums is not None:  # against the parts this ROOT holds, unless some are named
-        _check_list_covers(listed, names or sorted(list_receipts(paths, "download")), console)
+    listed = choose_checksums(checksums, no_reference)  # a user's list naming none of the tars: refused by the core
     report = core.verify_dataset(paths, parts=names, deep=deep, tars=tars, checksums=listed, expected=expected,
                                  jobs=jobs, force=force, rescan=rescan, reporter=console)
     console.close()

@@ -15,6 +15,13 @@ The demo directory keeps everything for a look afterwards::
     DIR/cdn/                           the "CDN side": generated parts and sa_images_ids.txt
     DIR/segment_anything_links.txt     the links file, as Meta's page hands it out
     DIR/dataset/                       the dataset ROOT (tars/, extracted/, .sa1b/)
+    DIR/mirror/, DIR/reference-md5.txt with --mirror: a Hugging Face-like mirror holding one wrong
+                                       part, and the checksums that stand in for the community reference
+
+With ``--mirror`` the demo plays the weeks when Meta's links page was down: the links file
+it hands out has expired, so every part comes from the mirror; the mirror's wrong copy of one
+part is caught by the reference, never given a receipt and never extracted; then a fresh links
+file arrives and that part comes from Meta.
 
 Running the demo again on the same DIR finds everything done (nothing is fetched
 twice), which shows how a rerun resumes.
@@ -38,8 +45,11 @@ from sa1b_cli.events import Reporter
 from sa1b_cli.links import parse_links
 from sa1b_cli.paths import RootPaths
 from sa1b_cli.selection import select
+from sa1b_cli.checksums import parse_checksums
+from sa1b_cli.sources import parse_mirrors
 from sa1b_cli.testing.cdn import FakeCDN, Faults
-from sa1b_cli.testing.generator import make_parts, part_name, write_image_ids
+from sa1b_cli.testing.generator import make_parts, part_name, write_image_ids, write_part
+from sa1b_cli.testing.mirror import FakeMirror
 from sa1b_cli.verify import verify_dataset
 
 MARKER_NAME = "sa1b-demo.json"
@@ -76,6 +86,14 @@ class DemoDirectory:
     @property
     def dataset(self) -> Path:
         return self.root / "dataset"
+
+    @property
+    def mirror(self) -> Path:
+        return self.root / "mirror"
+
+    @property
+    def reference(self) -> Path:
+        return self.root / "reference-md5.txt"
 
 
 @dataclass
@@ -164,7 +182,29 @@ def generate_parts(demo: DemoDirectory, parts: int, pairs: int, reporter: Report
     return [info.size for info in infos]
 
 
-def run_demo(directory: Path | None, parts: int, pairs: int, reporter: Reporter, *, jobs: int = 4) -> DemoResult:
+def prepare_mirror(demo: DemoDirectory, parts: int, pairs: int) -> str:
+    """The mirror's copies (hard links) and the reference; its last part regenerated with another seed:
+    a valid gzip tar with the right name and other bytes, as the audited mirrors hold. Returns its name."""
+    import hashlib
+    import os
+
+    demo.mirror.mkdir(exist_ok=True)
+    wrong = part_name(parts - 1)
+    lines = []
+    for index in range(parts):
+        name = part_name(index)
+        lines.append(f"{hashlib.md5((demo.cdn / name).read_bytes()).hexdigest()}  {name}\n")
+        if name != wrong and not (demo.mirror / name).exists():
+            os.link(demo.cdn / name, demo.mirror / name)
+    if not (demo.mirror / wrong).exists():
+        write_part(demo.mirror, parts - 1, pairs, first_image_id=(parts - 1) * pairs + 1, width=IMAGE_WIDTH,
+                   height=IMAGE_HEIGHT, masks_per_image=MASKS_PER_IMAGE, seed=SEED + 1)
+    demo.reference.write_text("".join(lines), encoding="utf-8")
+    return wrong
+
+
+def run_demo(directory: Path | None, parts: int, pairs: int, reporter: Reporter, *, jobs: int = 4,
+             mirror: bool = False) -> DemoResult:
     """Generate, serve on loopback, then download -> extract -> verify with the commands' core functions.
 
     Stage failures are recorded in the result (every stage runs); errors that stop
@@ -187,23 +227,50 @@ def run_demo(directory: Path | None, parts: int, pairs: int, reporter: Reporter,
             f"{pace / 1024:.0f} KiB/s per connection so the transfer can be watched; links file: {demo.links}",
             links=str(demo.links),
         )
-        result.stages["download"] = _download(demo, paths, jobs, reporter, result)
+        if mirror:
+            _download_via_mirror(demo, cdn, paths, jobs, reporter, result, prepare_mirror(demo, parts, pairs))
+        else:
+            result.stages["download"] = _download(demo, paths, jobs, reporter, result)
     result.stages["extract"] = _extract(paths, jobs, reporter, result)
     result.stages["verify"] = _verify(paths, parts * pairs, reporter, result)
     result.seconds = time.monotonic() - started
     return result
 
 
-def _download(demo: DemoDirectory, paths: RootPaths, jobs: int, reporter: Reporter, result: DemoResult) -> ExitStatus:
+def _download_via_mirror(demo: DemoDirectory, cdn: FakeCDN, paths: RootPaths, jobs: int, reporter: Reporter,
+                         result: DemoResult, wrong: str) -> None:
+    """Links expired, a mirror with one wrong part: caught by the reference; then a fresh links file."""
+    cdn.write_links(demo.links, shuffle_seed=SEED, expires_at=time.time() - 3600)
+    with FakeMirror(demo.mirror, host="localhost") as fake:
+        fake.storage.set_faults(None, cdn.faults_for(None))
+        reporter.event("demo_mirror", f"the links file has expired (as when Meta's page was down); serving a mirror like "
+                       f"the Hugging Face backup on {fake.template}, whose {wrong} is a wrong copy; {demo.reference} "
+                       f"stands in for the community reference")
+        status = _download(demo, paths, jobs, reporter, result, mirrors=[fake.template], stage="download (mirror)")
+    caught = result.summaries["download (mirror)"]["parts"].get(wrong, {})
+    others_ok = result.summaries["download (mirror)"]["complete"] == result.parts - 1
+    # The demo is meant to show this catch: it counts as success when exactly the wrong part was caught.
+    if caught.get("wrong_bytes") and others_ok:
+        result.stages["download (mirror)"] = ExitStatus.OK
+    else:  # the wrong copy got through, or something else failed
+        result.stages["download (mirror)"] = status if status != ExitStatus.OK else ExitStatus.ERROR
+    cdn.write_links(demo.links, shuffle_seed=SEED)
+    reporter.event("demo_mirror", f"{wrong} was refused; a fresh links file arrives: {wrong} now comes from Meta's link")
+    result.stages["download"] = _download(demo, paths, jobs, reporter, result)
+
+
+def _download(demo: DemoDirectory, paths: RootPaths, jobs: int, reporter: Reporter, result: DemoResult,
+              mirrors: list[str] | None = None, stage: str = "download") -> ExitStatus:
     """What ``sa1b download LINKS -d ROOT`` does: plan (HEAD every link), check the disk, run aria2c."""
     links_file = parse_links(demo.links)
-    options = download_core.DownloadOptions(jobs=jobs, retries=2, retry_wait=1.0)
+    options = download_core.DownloadOptions(jobs=jobs, retries=2, retry_wait=1.0, mirrors=parse_mirrors(mirrors or []),
+                                            checksums=parse_checksums(demo.reference) if demo.reference.exists() else None)
     plan = download_core.plan_download(select(links_file), links_file, paths, options, reporter)
     reporter.event("plan", f"download: {len(plan.to_fetch)} of {len(plan.parts)} parts to fetch with aria2c into "
                    f"{paths.tars}; {download_core.expiry_message(plan)}")
     download_core.check_disk_space(plan, options)
     outcome = download_core.DownloadRun(plan, links_file, paths, options, reporter).run()
-    result.summaries["download"] = outcome.to_dict()
+    result.summaries[stage] = outcome.to_dict()
     return outcome.exit_status
 
 
@@ -225,6 +292,11 @@ def _verify(paths: RootPaths, pairs: int, reporter: Reporter, result: DemoResult
 def stage_lines(result: DemoResult) -> list[str]:
     """One line per stage, for people."""
     lines = []
+    via_mirror = result.summaries.get("download (mirror)")
+    if via_mirror is not None:
+        lines.append(f"download from the mirror (links expired): {via_mirror['complete']}/{via_mirror['selected']} parts "
+                     f"complete, {via_mirror['wrong_bytes']} wrong copy caught by the reference and refused "
+                     f"(exit {int(result.stages['download (mirror)'])})")
     download = result.summaries.get("download")
     if download is not None:
         lines.append(f"download: {download['complete']}/{download['selected']} parts complete, {download['failed']} failed, "

@@ -117,3 +117,20 @@ def test_demo_refuses_an_earlier_demo_of_another_size(demo_run: tuple[Path, subp
         prepare_directory(directory, PARTS + 1, PAIRS)
     assert caught.value.exit_status == ExitStatus.USAGE
     assert (directory / "sa1b-demo.json").read_text() == marker
+
+
+def test_demo_with_a_mirror_catches_its_wrong_part_and_gets_it_from_meta_later(tmp_path: Path) -> None:
+    from sa1b_cli import state
+
+    directory = tmp_path / "demo"
+    result = run_sa1b("demo", "-d", directory, "--parts", PARTS, "--pairs", PAIRS, "--mirror", "--json")
+    assert result.returncode == 0, result.stderr
+    summary = summary_of(result)
+    via_mirror = summary["stage_summaries"]["download (mirror)"]
+    wrong = f"sa_{int(PARTS) - 1:06d}.tar"
+    assert via_mirror["wrong_bytes"] == 1 and via_mirror["parts"][wrong]["wrong_bytes"] is True
+    assert "does not match the checksum list" in via_mirror["parts"][wrong]["reason"]
+    paths = RootPaths(directory / "dataset")
+    assert state.read_receipt(paths, "download", wrong)["source"] == "meta"
+    assert state.read_receipt(paths, "download", "sa_000000.tar")["source"] == "mirror 1 (localhost)"
+    assert summary["stages"] == {"download (mirror)": 0, "download": 0, "extract": 0, "verify": 0}
