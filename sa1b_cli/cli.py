@@ -453,11 +453,13 @@ def manifest_command(root: Path, parts: str | None, shard: str | None, out_dir: 
     sa1b-manifest.md5 and sa1b-manifest.sha256 (md5sum/sha256sum format: `md5sum -c` in ROOT/tars) and
     sa1b-manifest.json (name, size, md5, sha256, source, checked_at). Another site checks its copy with
     `sa1b verify -d ROOT --tars --checksums sa1b-manifest.json`, or downloads against it with
-    `sa1b download LINKS --checksums sa1b-manifest.json`. Parts checked without a reference have no md5:
-    they are only in the sha256 and JSON files.
+    `sa1b download LINKS --checksums sa1b-manifest.json`: a site that downloaded once hands its manifest
+    to every other site, and a part whose bytes differ from it is reported by name. Parts checked without
+    a reference (--no-reference) have no md5: they are only in the sha256 and JSON files. Each file is
+    replaced atomically; the tars are not read (their receipts say what was checked when they arrived).
 
     \b
-    Exit codes: 0 written, 2 bad options, 5 no downloaded part to list.
+    Exit codes: 0 written, 2 bad options or the folder cannot be written, 5 no downloaded part to list.
 
     \b
     Examples:
@@ -474,6 +476,9 @@ def manifest_command(root: Path, parts: str | None, shard: str | None, out_dir: 
     shard_spec = parse_shard(shard)
     names = select_names(verify_core.known_part_names(paths), parts, shard_spec) if parts or shard_spec else None
     result = write_manifest(paths, out_dir, names)
+    if result.unusable:
+        console.event("manifest", f"{len(result.unusable)} receipt(s) without a valid size and sha256 left out, "
+                      f"e.g. {result.unusable[0]} (download the part again to list it)", level="warning")
     if result.without_md5:
         console.event("manifest", f"{len(result.without_md5)} part(s) have no md5 (checked without a reference), "
                       f"e.g. {result.without_md5[0]}: they are in the sha256 and JSON files only", level="warning")

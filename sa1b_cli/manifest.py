@@ -9,12 +9,14 @@ read on another site.
 
 from __future__ import annotations
 
+import os
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from sa1b_cli import state
-from sa1b_cli.errors import ExitStatus, Sa1bError
+from sa1b_cli.errors import ExitStatus, Sa1bError, UsageError
 from sa1b_cli.paths import RootPaths
 
 KIND = "sa1b-manifest-v1"
@@ -32,43 +34,73 @@ class ManifestResult:
     written: list[Path]
     parts: list[dict[str, Any]]
     without_md5: list[str] = field(default_factory=list)  # checked without a reference: not in the .md5 file
+    unusable: list[str] = field(default_factory=list)  # receipts without a valid size and sha256 (edited, foreign)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"files": [str(p) for p in self.written], "parts": len(self.parts), "without_md5": self.without_md5}
+        return {"files": [str(p) for p in self.written], "parts": len(self.parts), "without_md5": self.without_md5,
+                "unusable": self.unusable}
+
+
+def manifest_records(paths: RootPaths, names: list[str] | None = None) -> tuple[list[dict[str, Any]], list[str]]:
+    """(one record per complete download receipt, by name; names of complete receipts that cannot be listed)."""
+    wanted = set(names) if names is not None else None
+    records, unusable = [], []
+    for name, receipt in sorted(state.list_receipts(paths, "download").items()):
+        if not receipt.get("complete") or (wanted is not None and name not in wanted):
+            continue
+        md5, sha256, size = receipt.get("md5"), receipt.get("sha256"), receipt.get("size")
+        if (not isinstance(size, int) or not _hex(sha256, 64) or (md5 is not None and not _hex(md5, 32))
+                or not name or "/" in name or "\\" in name or any(c in name for c in "\n\r")):
+            unusable.append(name)
+            continue
+        records.append({"name": name, "size": size, "md5": md5.lower() if md5 else None, "sha256": sha256.lower(),
+                        "source": receipt.get("source") or "meta", "checked_at": receipt.get("time")})
+    return records, unusable
 
 
 def write_manifest(paths: RootPaths, out_dir: Path | None = None, names: list[str] | None = None) -> ManifestResult:
-    """Write the three manifest files of the parts with a download receipt (``names``: only those)."""
-    receipts = state.list_receipts(paths, "download")
-    wanted = set(names) if names is not None else None
-    records = []
-    for name, receipt in sorted(receipts.items()):
-        if not receipt.get("complete") or (wanted is not None and name not in wanted):
-            continue
-        if not isinstance(receipt.get("sha256"), str) or not isinstance(receipt.get("size"), int):
-            continue
-        records.append({
-            "name": name, "size": receipt["size"], "md5": receipt.get("md5"), "sha256": receipt["sha256"],
-            "source": receipt.get("source", "meta"), "checked_at": receipt.get("time"),
-        })
+    """Write the three manifest files of the parts with a download receipt (``names``: only those).
+
+    Raises NothingToList when no selected part has a usable receipt, UsageError when the files cannot
+    be written."""
+    records, unusable = manifest_records(paths, names)
     if not records:
         raise NothingToList(f"{paths.root}: no downloaded part with a receipt to list" +
-                            (" among the selected parts" if wanted is not None else ""))
+                            (" among the selected parts" if names is not None else "") +
+                            (f" ({len(unusable)} receipt(s) unusable, e.g. {unusable[0]})" if unusable else ""))
     out = out_dir or paths.root
-    out.mkdir(parents=True, exist_ok=True)
-    with_md5 = [r for r in records if r["md5"]]
     files = {
-        out / MD5_NAME: "".join(f"{r['md5']}  {r['name']}\n" for r in with_md5),
+        out / MD5_NAME: "".join(f"{r['md5']}  {r['name']}\n" for r in records if r["md5"]),
         out / SHA256_NAME: "".join(f"{r['sha256']}  {r['name']}\n" for r in records),
     }
-    for path, text in files.items():
-        _atomic_text(path, text)
-    state.atomic_write_json(out / JSON_NAME, {"kind": KIND, "created": state.utc_now_iso(), "parts": records})
-    return ManifestResult([*files, out / JSON_NAME], records, [r["name"] for r in records if not r["md5"]])
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        for path, text in files.items():
+            _atomic_text(path, text)
+        state.atomic_write_json(out / JSON_NAME, {"kind": KIND, "created": state.utc_now_iso(), "parts": records})
+    except OSError as exc:
+        raise UsageError(f"{out}: cannot write the manifest ({exc.strerror or exc})") from None
+    return ManifestResult([*files, out / JSON_NAME], records, [r["name"] for r in records if not r["md5"]], unusable)
+
+
+def _hex(value: Any, length: int) -> bool:
+    return isinstance(value, str) and len(value) == length and all(c in "0123456789abcdefABCDEF" for c in value)
 
 
 def _atomic_text(path: Path, text: str) -> None:
-    scratch = path.with_name(f".{path.name}.tmp")
-    scratch.write_text(text, encoding="utf-8")
-    scratch.replace(path)
-
+    """``text`` to ``path`` as ``state.atomic_write_json`` writes JSON: a private temp file in the same
+    folder, fsynced, renamed over the old file; a crash leaves the old file or the new one."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        os.fchmod(fd, state.FILE_MODE)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise

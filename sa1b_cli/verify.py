@@ -12,7 +12,9 @@ Levels
   and as large as the JSON says. Masks are checked from their run lengths
   (``rle.py``), never as bitmaps.
 - tars (``--tars``, ``--checksums``): downloaded tars still on disk are re-hashed
-  and compared with their download receipts and a checksum list.
+  and compared with their download receipts and with the community reference shipped
+  with sa1b or, instead, a user's checksum list (``md5sum``/``sha256sum`` file or another
+  site's ``sa1b manifest`` JSON): sha256 always, md5 only where there is one to compare with.
 
 What a run covers: the parts selected with ``--parts``/``--shard``; with no
 selection the whole dataset (``sa_000000`` .. ``sa_000999``), or with
@@ -63,7 +65,7 @@ import orjson
 
 from sa1b_cli import integrity, rle, state
 from sa1b_cli.checksums import ChecksumList, parse_checksums
-from sa1b_cli.errors import ExitStatus, UsageError
+from sa1b_cli.errors import ExitStatus, InputFileError, UsageError
 from sa1b_cli.events import NullReporter, Reporter
 from sa1b_cli.extract import ManifestEntry, extracted_dir, part_file_locations, read_layout, read_manifest
 from sa1b_cli.jpeg import JpegError, check_jpeg
@@ -874,12 +876,20 @@ def _number(value: float) -> int | float:
 # ------------------------------------------------------------------ tars
 
 
-Listed = tuple[str | None, str | None, str, bool]  # what a checksum list says of one part: md5, sha256, origin, reference?
+def listed_for(checksums: ChecksumList | None, name: str) -> ChecksumList | None:
+    """What ``checksums`` says of one part, as a list of that part alone (small enough to hand to a
+    worker process with each task); None when it says nothing of it."""
+    if checksums is None or not checksums.covers(name):
+        return None
+    md5, sha256 = checksums.md5.get(name), checksums.sha256.get(name)
+    return ChecksumList(checksums.origin, {name: md5} if md5 else {}, {name: sha256} if sha256 else {},
+                        checksums.is_reference)
 
 
-def check_tar(tar_path: str, receipt: dict[str, Any] | None, listed: Listed | None, key: dict[str, Any]) -> TarResult:
-    """Compare a downloaded tar with its download receipt (size, hashes) and a checksum list (or the
-    community reference): md5 and sha256, whichever it gives."""
+def check_tar(tar_path: str, receipt: dict[str, Any] | None, listed: ChecksumList | None, key: dict[str, Any]) -> TarResult:
+    """Compare a downloaded tar with its download receipt (size, hashes) and with what a checksum list
+    (or the community reference) gives for it: md5 and sha256, whichever it has. md5 is computed
+    only when the list or the receipt has one to compare with (it costs a quarter of the read's CPU)."""
     result = TarResult(path=tar_path, key=key)
     name = os.path.basename(tar_path)
     if os.path.exists(tar_path + ".aria2"):
@@ -903,7 +913,7 @@ def check_tar(tar_path: str, receipt: dict[str, Any] | None, listed: Listed | No
         result.notes.append("no download receipt and not in a checksum list: nothing to compare with")
         return result
     try:
-        _, md5, sha256 = integrity.hash_file(Path(tar_path))
+        _, md5, sha256 = integrity.hash_file(Path(tar_path), md5="md5" in wanted or (listed is not None and listed.wants_md5(name)))
     except OSError as exc:
         result.problems.add(Problem(tar_path, "unreadable", f"cannot read: {exc.strerror or exc}"))
         return result
@@ -914,14 +924,12 @@ def check_tar(tar_path: str, receipt: dict[str, Any] | None, listed: Listed | No
             result.problems.add(Problem(tar_path, "tar-hash", f"{algorithm} {actual[algorithm]} differs from the "
                                         f"download receipt's {expected}: the file changed after download"))
     if listed is not None:
-        listed_md5, listed_sha256, origin, is_reference = listed
-        result.checked.append("community reference" if is_reference else "checksum list")
-        for algorithm, got, expected in (("md5", md5, listed_md5), ("sha256", sha256, listed_sha256)):
-            if expected is None or got == expected:
-                continue
-            where = ("the community reference (not Meta's word), which lists" if is_reference
-                     else f"the checksum list's ({origin})")
-            result.problems.add(Problem(tar_path, "tar-checksum", f"{name}: {algorithm} {got} differs from {where} {expected}"))
+        result.checked.append("community reference" if listed.is_reference else "checksum list")
+        differs = [f"{algorithm} {got} differs from {listed.label}, which lists {expected}"
+                   for algorithm, got, expected in (("md5", md5, listed.md5.get(name)), ("sha256", sha256, listed.sha256.get(name)))
+                   if expected is not None and got != expected]
+        if differs:
+            result.problems.add(Problem(tar_path, "tar-checksum", "; ".join(differs)))  # the path names the part
     if not wanted:
         result.notes.append(f"{name} has no download receipt")
     return result
@@ -1193,11 +1201,8 @@ class _Run:
                             "tar", part)
         return part
 
-    def _listed(self, name: str) -> Listed | None:
-        listed = self.checksums
-        if listed is None or not listed.covers(name):
-            return None
-        return listed.md5.get(name), listed.sha256.get(name), listed.origin, listed.is_reference
+    def _listed(self, name: str) -> ChecksumList | None:
+        return listed_for(self.checksums, name)
 
     def _queue(self, fn: Callable[..., Any], args: tuple[Any, ...], kind: str, part: _Open) -> None:
         self.ready.append((fn, args, kind, part))
@@ -1371,7 +1376,7 @@ def _unchanged_listing(previous: dict[str, Any] | None, stamp: list[list[int]] |
         return None
 
 
-def _tar_key(tar_path: str, download: dict[str, Any] | None, listed: Listed | None) -> dict[str, Any]:
+def _tar_key(tar_path: str, download: dict[str, Any] | None, listed: ChecksumList | None) -> dict[str, Any]:
     try:
         info = os.stat(tar_path)
         identity: list[int] = [info.st_size, info.st_mtime_ns, info.st_ctime_ns]
@@ -1380,7 +1385,9 @@ def _tar_key(tar_path: str, download: dict[str, Any] | None, listed: Listed | No
     control = os.path.exists(tar_path + ".aria2")
     return {"file": identity, "control_file": control, "receipt_md5": (download or {}).get("md5"),
             "receipt_sha256": (download or {}).get("sha256"), "receipt_size": (download or {}).get("size"),
-            "listed": list(listed[:2]) if listed is not None else None, "check_version": CHECK_VERSION}
+            "listed": None if listed is None else {"md5": next(iter(listed.md5.values()), None),
+                                                   "sha256": next(iter(listed.sha256.values()), None), "by": listed.label},
+            "check_version": CHECK_VERSION}
 
 
 def _cached_tar(previous: dict[str, Any] | None, key: dict[str, Any], force: bool) -> TarResult | None:
@@ -1450,8 +1457,9 @@ def verify_dataset(
     or a user's list or its path, which implies ``tars``).
     ``rescan``: list every part's files even where its folders are unchanged since its
     verify receipt; ``force``: also read every file again (see the module docstring).
-    Raises UsageError for bad part names, InputFileError for a bad checksum list,
-    LayoutError for a damaged layout record.
+    Raises UsageError for bad part names, InputFileError for a bad checksum list or a user's list
+    that names none of the tars to check (one naming only some: a warning event), LayoutError for a
+    damaged layout record.
     """
     reporter = reporter or NullReporter()
     started = time.monotonic()
@@ -1469,6 +1477,8 @@ def verify_dataset(
     else:
         names = known_part_names(paths)
     plan = _plan(paths, names, selected=parts is not None, expected=expected)
+    if listed is not None and not listed.is_reference:
+        _check_coverage(listed, [u.name for u in plan.units if u.tar_path is not None], reporter)
     jobs = max(1, jobs or os.cpu_count() or 1)
     level = DEEP if deep else QUICK
     report = VerifyReport(root=str(paths.root), layout=plan.layout, level=level, tars=tars,
@@ -1494,6 +1504,19 @@ def verify_dataset(
         _files_of_no_part(paths, plan.layout, report)
     report.seconds = time.monotonic() - started
     return report
+
+
+def _check_coverage(listed: ChecksumList, tar_names: list[str], reporter: Reporter) -> None:
+    """A user's list that names none of the tars to check is the wrong list (another dataset, another
+    site's other parts, a typo): refuse it before any work. One that names only some: say so."""
+    missing = [name for name in tar_names if not listed.covers(name)]
+    if tar_names and len(missing) == len(tar_names):
+        raise InputFileError(listed.origin, None, f"names none of the {len(tar_names)} part(s) whose tar is here to "
+                             f"check (e.g. {tar_names[0]}): is it the list for these parts?")
+    if missing:
+        reporter.event("checksums", f"{listed.origin} has no checksum for {len(missing)} of the {len(tar_names)} tar(s) "
+                       f"checked ({', '.join(missing[:3])}{' …' if len(missing) > 3 else ''}): those are compared with "
+                       "their download receipts only", level="warning", not_listed=missing)
 
 
 def verify_directory(folder: str | Path, annotation_folder: str | Path | None = None, *,
