@@ -9,8 +9,6 @@ read on another site.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -76,7 +74,7 @@ def write_manifest(paths: RootPaths, out_dir: Path | None = None, names: list[st
     try:
         out.mkdir(parents=True, exist_ok=True)
         for path, text in files.items():
-            _atomic_text(path, text)
+            state.atomic_write_text(path, text)
         state.atomic_write_json(out / JSON_NAME, {"kind": KIND, "created": state.utc_now_iso(), "parts": records})
     except OSError as exc:
         raise UsageError(f"{out}: cannot write the manifest ({exc.strerror or exc})") from None
@@ -85,22 +83,3 @@ def write_manifest(paths: RootPaths, out_dir: Path | None = None, names: list[st
 
 def _hex(value: Any, length: int) -> bool:
     return isinstance(value, str) and len(value) == length and all(c in "0123456789abcdefABCDEF" for c in value)
-
-
-def _atomic_text(path: Path, text: str) -> None:
-    """``text`` to ``path`` as ``state.atomic_write_json`` writes JSON: a private temp file in the same
-    folder, fsynced, renamed over the old file; a crash leaves the old file or the new one."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, state.FILE_MODE)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise

@@ -39,17 +39,26 @@ def atomic_write_json(path: Path, data: Any, reserved: Reservation | None = None
     if reserved is not None and reserved.path == path:
         reserved.write(data)
         return
+    atomic_write_text(path, _json_text(data))
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically (temp file in the same folder + fsync + rename): a crash
+    leaves the old file or the new one, never half of one."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    _write_and_publish(fd, tmp, path, data)
+    _write_and_publish(fd, tmp, path, text)
 
 
-def _write_and_publish(fd: int, tmp: str, path: Path, data: Any) -> None:
+def _json_text(data: Any) -> str:
+    return json.dumps(data, indent=1, sort_keys=True) + "\n"
+
+
+def _write_and_publish(fd: int, tmp: str, path: Path, text: str) -> None:
     try:
         os.fchmod(fd, FILE_MODE)
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, indent=1, sort_keys=True)
-            handle.write("\n")
+            handle.write(text)
             handle.flush()
             os.ftruncate(handle.fileno(), handle.tell())  # a reserved file is longer than what it holds
             os.fsync(handle.fileno())
@@ -85,7 +94,7 @@ class Reservation:
             raise RuntimeError(f"reservation for {self.path} already used")
         fd, self._fd = self._fd, -1
         os.lseek(fd, 0, os.SEEK_SET)
-        _write_and_publish(fd, self._tmp, self.path, data)
+        _write_and_publish(fd, self._tmp, self.path, _json_text(data))
 
     def release(self) -> None:
         """Give the space back when the file was not written."""
