@@ -479,18 +479,23 @@ def test_disk_full_while_extracting_keeps_the_download_and_finishes_after_the_di
     assert_all_done(root, sources)
 
 
+def fill_disk(filler: Path) -> None:
+    """Write ``filler`` until its file system is full."""
+    with open(filler, "wb", buffering=0) as handle:
+        try:
+            while True:
+                handle.write(b"\0" * 65536)
+        except OSError:
+            pass
+
+
 def test_a_reserved_receipt_is_written_on_a_disk_that_filled_up(small_disk: Callable[[str], None], tmp_path: Path) -> None:
     """download --extract takes its receipt's space before the extraction that may fill the disk: a
     part downloaded and checked keeps its receipt however full the disk got (before, the disk-full test
     below lost it once in twelve full-suite runs: the other part's extraction had filled the disk first)."""
     paths = RootPaths(tmp_path / "disk" / "root")
     reserved = state.Reservation(paths.receipt("download", "sa_000000.tar"))
-    with open(tmp_path / "disk" / "filler", "wb", buffering=0) as handle:
-        try:
-            while True:
-                handle.write(b"\0" * 65536)
-        except OSError:
-            pass
+    fill_disk(tmp_path / "disk" / "filler")
     with pytest.raises(OSError):
         state.write_receipt(paths, "download", "sa_000001.tar", {"complete": True, "size": 1})
     state.write_receipt(paths, "download", "sa_000000.tar", {"complete": True, "size": 1}, reserved)
@@ -503,12 +508,7 @@ def test_extract_on_a_completely_full_disk_fails_the_part_clearly(small_disk: Ca
     links = server.write_links(tmp_path / "links.txt")
     root = tmp_path / "disk" / "root"
     assert run_sa1b("download", links, "-d", root, "--parts", "0").returncode == 0
-    with open(tmp_path / "disk" / "filler", "wb", buffering=0) as handle:
-        try:
-            while True:
-                handle.write(b"\0" * 65536)
-        except OSError:
-            pass
+    fill_disk(tmp_path / "disk" / "filler")
     result = run_sa1b("extract", "-d", root)
     assert result.returncode in (ExitStatus.PARTS_FAILED, ExitStatus.NO_SPACE), result.stderr
     assert "No space left" in result.stderr or "no space left" in result.stderr
