@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
@@ -58,9 +58,15 @@ class ChecksumList:
             return f"{algorithm} {got} does not match the checksum list ({expected})"
         return None
 
-    def unmatched(self, selected: Iterable[str]) -> bool:
-        """True when this list names none of the selected parts (a list for another dataset, or a typo)."""
-        return not any(self.covers(name) for name in selected)
+    def uncovered(self, names: Sequence[str], what: str) -> list[str]:
+        """The ``names`` this list gives no checksum for. A list that gives none of them is the wrong list
+        (another dataset, another site's other parts, a typo): InputFileError, before any work is done.
+        ``what`` says what the names are, e.g. "selected part(s)"."""
+        missing = [name for name in names if not self.covers(name)]
+        if names and len(missing) == len(names):
+            raise InputFileError(self.origin, None, f"names none of the {len(names)} {what} (e.g. {names[0]}): "
+                                 "is it the list for these parts?")
+        return missing
 
 
 @lru_cache(maxsize=1)

@@ -21,7 +21,6 @@ from sa1b_cli.console import Console, Environment
 from sa1b_cli.errors import ExitStatus, Sa1bError
 
 if TYPE_CHECKING:
-    from sa1b_cli.checksums import ChecksumList
     from sa1b_cli.links import LinkEntry
     from sa1b_cli.probe import ProbeResult
 
@@ -97,23 +96,6 @@ def mirror_options(f: F) -> F:
         "space-separated). Bytes fetched are kept when the sizes match.",
     )(f)
     return f
-
-
-def _check_list_covers(listed: ChecksumList | None, selected: list[str], console: Console) -> None:
-    """A user's checksum list that names none of the selected parts is a mistake (another dataset, a
-    typo): refuse it. One that names only some: say which are not covered."""
-    if listed is None or listed.is_reference or not selected:
-        return
-    from sa1b_cli.errors import InputFileError
-
-    missing = [name for name in selected if not listed.covers(name)]
-    if len(missing) == len(selected):
-        raise InputFileError(listed.origin, None, f"names none of the {len(selected)} selected part(s) "
-                             f"(e.g. {selected[0]}): is it the list for these parts?")
-    if missing:
-        console.event("checksums", f"{listed.origin} has no checksum for {len(missing)} of the {len(selected)} "
-                      f"selected part(s) ({missing[0]}{' …' if len(missing) > 1 else ''}): those are checked by structure only",
-                      level="warning")
 
 
 def output_options(f: F) -> F:
@@ -310,7 +292,6 @@ def download(links: Path, root: Path, parts: str | None, shard: str | None, jobs
         extract_layout=extract_layout, remove_tars=remove_tars, aria2c=aria2c,
         mirrors=parse_mirrors(mirrors, mirror_headers),
     )
-    _check_list_covers(options.checksums, [e.name for e in entries], console)
     extras = [e.name for e in links_file.extras]
     if extras and not parts:
         console.event("extras", f"also in the links file, fetched only when named with --parts: {', '.join(extras)}")

@@ -58,7 +58,17 @@ from sa1b_cli.links import (
 from sa1b_cli.locking import LockKeeper, PartLock
 from sa1b_cli.paths import RootPaths
 from sa1b_cli.probe import probe_links
-from sa1b_cli.sources import META, Mirror, PartSources, Source, copy_local, part_sources, plan_sources, probe_source
+from sa1b_cli.sources import (
+    META,
+    Mirror,
+    PartSources,
+    Source,
+    copy_local,
+    part_sources,
+    plan_sources,
+    probe_source,
+    serving_label,
+)
 
 if TYPE_CHECKING:
     from sa1b_cli.aria2_client import PartEndListener
@@ -234,6 +244,7 @@ def plan_download(
 ) -> DownloadPlan:
     """Decide per part: already complete, expired, or to fetch (with its size from a HEAD request)."""
     _check_root_writable(paths)
+    _check_list_covers(options.checksums, [e.name for e in entries], reporter)
     now = time.time()
     parts: list[PartPlan] = []
     to_probe: list[LinkEntry] = []
@@ -303,6 +314,17 @@ def plan_download(
         need_bytes=need,
         unknown_sizes=unknown,
     )
+
+
+def _check_list_covers(listed: ChecksumList | None, selected: list[str], reporter: Reporter) -> None:
+    """A user's list for none of the selected parts is refused; one for only some: say which are not covered."""
+    if listed is None or listed.is_reference:
+        return
+    missing = listed.uncovered(selected, "selected part(s)")
+    if missing:
+        reporter.event("checksums", f"{listed.origin} has no checksum for {len(missing)} of the {len(selected)} "
+                       f"selected part(s) ({missing[0]}{' …' if len(missing) > 1 else ''}): those are checked by structure only",
+                       level="warning")
 
 
 def _check_root_writable(paths: RootPaths) -> None:
@@ -379,10 +401,7 @@ class _Active:
 
     @property
     def serving(self) -> str:
-        if not self.sources:
-            return META
-        first = self.sources[0].label
-        return f"{first} + {self.mixed_with.label}" if self.mixed_with is not None else first
+        return serving_label(self.sources, self.mixed_with, META)
 
 
 class _Stop(Exception):

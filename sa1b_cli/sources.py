@@ -183,10 +183,14 @@ class PartSources:
     @property
     def serving(self) -> str:
         """The label(s) of what will serve the part, as dry runs and ``links --check`` show it."""
-        if not self.sources:
-            return "none"
-        first = self.sources[0].label
-        return f"{first} + {self.mixed_with.label}" if self.mixed_with is not None else first
+        return serving_label(self.sources, self.mixed_with, "none")
+
+
+def serving_label(sources: Sequence[Source], mixed_with: Source | None, when_none: str) -> str:
+    """``meta``, ``mirror 1 (host)`` or ``meta + mirror 1 (host)``: what serves a part, as every message names it."""
+    if not sources:
+        return when_none
+    return f"{sources[0].label} + {mixed_with.label}" if mixed_with is not None else sources[0].label
 
 
 def probe_source(source: Source, name: str) -> ProbeResult:

@@ -65,7 +65,7 @@ import orjson
 
 from sa1b_cli import integrity, rle, state
 from sa1b_cli.checksums import ChecksumList, parse_checksums
-from sa1b_cli.errors import ExitStatus, InputFileError, UsageError
+from sa1b_cli.errors import ExitStatus, UsageError
 from sa1b_cli.events import NullReporter, Reporter
 from sa1b_cli.extract import ManifestEntry, extracted_dir, part_file_locations, read_layout, read_manifest
 from sa1b_cli.jpeg import JpegError, check_jpeg
@@ -1509,10 +1509,7 @@ def verify_dataset(
 def _check_coverage(listed: ChecksumList, tar_names: list[str], reporter: Reporter) -> None:
     """A user's list that names none of the tars to check is the wrong list (another dataset, another
     site's other parts, a typo): refuse it before any work. One that names only some: say so."""
-    missing = [name for name in tar_names if not listed.covers(name)]
-    if tar_names and len(missing) == len(tar_names):
-        raise InputFileError(listed.origin, None, f"names none of the {len(tar_names)} part(s) whose tar is here to "
-                             f"check (e.g. {tar_names[0]}): is it the list for these parts?")
+    missing = listed.uncovered(tar_names, "part(s) whose tar is here to check")
     if missing:
         reporter.event("checksums", f"{listed.origin} has no checksum for {len(missing)} of the {len(tar_names)} tar(s) "
                        f"checked ({', '.join(missing[:3])}{' …' if len(missing) > 3 else ''}): those are compared with "
