@@ -145,6 +145,7 @@ def test_403_mid_run_fails_that_part_only_and_resumes_with_fresh_links(tmp_path:
         assert "link expired or revoked" in err
         assert (root / "tars" / "sa_000001.tar").exists() and state.read_receipt(RootPaths(root), "download", "sa_000001.tar")["complete"]
         assert not RootPaths(root).receipt("download", "sa_000000.tar").exists()
+        assert server.wait_idle(10)  # the server is done with every request: the count is final
         had = server.bytes_sent("sa_000000.tar")
         server.clear_faults()
         server.reset_log()
@@ -172,6 +173,7 @@ def test_sigkill_then_rerun_resumes_from_the_bytes_on_disk(tmp_path: Path) -> No
         root = tmp_path / "root"
         kill_time = crash_download_midway(root, links, "-x", "4", "--min-split-size", "1M",
                                           bytes_sent=server.bytes_sent, after_bytes=size * 0.4, settle=1.5)
+        assert server.wait_idle(10)  # the server is done with every request: the count is final
         before = server.bytes_sent()
         assert (root / "tars" / "sa_000000.tar.aria2").exists()
         server.clear_faults()
