@@ -271,7 +271,7 @@ def download(links: Path, root: Path, parts: str | None, shard: str | None, jobs
     from sa1b_cli.checksums import choose_checksums
     from sa1b_cli.links import parse_links
     from sa1b_cli.sources import parse_mirrors
-    from sa1b_cli.paths import RootPaths
+    from sa1b_cli.store.paths import RootPaths
     from sa1b_cli.selection import parse_shard, select
 
     if remove_tars and not extract:
@@ -449,7 +449,7 @@ def manifest_command(root: Path, parts: str | None, shard: str | None, out_dir: 
     """
     from sa1b_cli import verify as verify_core
     from sa1b_cli.manifest import write_manifest
-    from sa1b_cli.paths import RootPaths
+    from sa1b_cli.store.paths import RootPaths
     from sa1b_cli.selection import parse_shard, select_names
 
     console = make_console(json_output, quiet, log_interval)
@@ -495,7 +495,7 @@ def status_command(root: Path, links_path: Path | None, expected: int, show_all:
     from sa1b_cli import status as core
     from sa1b_cli.errors import UsageError
     from sa1b_cli.links import parse_links
-    from sa1b_cli.paths import RootPaths
+    from sa1b_cli.store.paths import RootPaths
 
     if not root.is_dir():
         raise UsageError(f"{root}: no such directory (give the dataset ROOT with -d)")
@@ -552,7 +552,7 @@ def extract_command(root: Path, parts: str | None, shard: str | None, layout: st
     from sa1b_cli import extract as core
     from sa1b_cli.console import human_bytes, human_duration
     from sa1b_cli.errors import UsageError
-    from sa1b_cli.paths import RootPaths
+    from sa1b_cli.store.paths import RootPaths
     from sa1b_cli.selection import parse_shard
 
     if not root.is_dir():
@@ -691,10 +691,10 @@ def verify_command(root: Path, parts: str | None, shard: str | None, deep: bool,
     """
     from sa1b_cli import verify as core
     from sa1b_cli.errors import UsageError
-    from sa1b_cli.paths import RootPaths
+    from sa1b_cli.store.paths import RootPaths
     from sa1b_cli.checksums import choose_checksums
     from sa1b_cli.selection import parse_shard, select_names
-    from sa1b_cli.state import atomic_write_json
+    from sa1b_cli.store.legacy import atomic_write_json
 
     if not root.is_dir():
         raise UsageError(f"{root}: no such directory (give the dataset ROOT with -d)")

@@ -43,7 +43,7 @@ from sa1b_cli.console import human_bytes
 from sa1b_cli.errors import ExitStatus, UsageError
 from sa1b_cli.events import Reporter
 from sa1b_cli.links import parse_links
-from sa1b_cli.paths import RootPaths
+from sa1b_cli.store.paths import RootPaths
 from sa1b_cli.selection import select
 from sa1b_cli.checksums import parse_checksums
 from sa1b_cli.sources import parse_mirrors

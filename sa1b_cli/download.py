@@ -27,7 +27,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sa1b_cli import state
+from sa1b_cli.store import legacy as state
 from sa1b_cli.aria2_control import read_control_file
 from sa1b_cli.aria2_daemon import Aria2Daemon, DaemonSettings, InputEntry
 from sa1b_cli.checksums import ChecksumList
@@ -55,8 +55,8 @@ from sa1b_cli.links import (
     redact_text,
     redact_url,
 )
-from sa1b_cli.locking import LockKeeper, PartLock
-from sa1b_cli.paths import RootPaths
+from sa1b_cli.store.locks import LockKeeper, PartLock
+from sa1b_cli.store.paths import RootPaths
 from sa1b_cli.probe import probe_links
 from sa1b_cli.sources import (
     META,

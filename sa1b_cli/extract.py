@@ -60,7 +60,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from sa1b_cli import state
+from sa1b_cli.store import legacy as state
 from sa1b_cli.console import human_bytes
 from sa1b_cli.errors import DiskSpaceError, ExitStatus, LayoutError, UsageError
 from sa1b_cli.events import FileProgress, NullReporter, Reporter
@@ -72,8 +72,8 @@ from sa1b_cli.integrity import (
     open_decompressed,
 )
 from sa1b_cli.links import PART_NAME
-from sa1b_cli.locking import LockKeeper, PartLock
-from sa1b_cli.paths import RootPaths, host_tag, part_stem
+from sa1b_cli.store.locks import LockKeeper, PartLock
+from sa1b_cli.store.paths import RootPaths, host_tag, part_stem
 from sa1b_cli.selection import Shard, select_names
 
 try:  # ISA-L inflating in its own thread: the walker and the inflater overlap

@@ -13,9 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sa1b_cli import state
+from sa1b_cli.store.atomic import atomic_write_json, atomic_write_text, utc_now_iso
+from sa1b_cli.store.receipts import DownloadReceipt, ReceiptStore
 from sa1b_cli.errors import ExitStatus, Sa1bError, UsageError
-from sa1b_cli.paths import RootPaths
+from sa1b_cli.store.paths import RootPaths
 
 KIND = "sa1b-manifest-v1"
 MD5_NAME, SHA256_NAME, JSON_NAME = "sa1b-manifest.md5", "sa1b-manifest.sha256", "sa1b-manifest.json"
@@ -43,16 +44,16 @@ def manifest_records(paths: RootPaths, names: list[str] | None = None) -> tuple[
     """(one record per complete download receipt, by name; names of complete receipts that cannot be listed)."""
     wanted = set(names) if names is not None else None
     records, unusable = [], []
-    for name, receipt in sorted(state.list_receipts(paths, "download").items()):
-        if not receipt.get("complete") or (wanted is not None and name not in wanted):
+    for name, receipt in sorted(ReceiptStore(paths).all(DownloadReceipt).items()):
+        if wanted is not None and name not in wanted:
             continue
-        md5, sha256, size = receipt.get("md5"), receipt.get("sha256"), receipt.get("size")
-        if (not isinstance(size, int) or not _hex(sha256, 64) or (md5 is not None and not _hex(md5, 32))
+        md5, sha256, size = receipt.md5, receipt.sha256, receipt.size
+        if (size is None or not _hex(sha256, 64) or (md5 is not None and not _hex(md5, 32))
                 or not name or "/" in name or "\\" in name or any(c in name for c in "\n\r")):
             unusable.append(name)
             continue
         records.append({"name": name, "size": size, "md5": md5.lower() if md5 else None, "sha256": sha256.lower(),
-                        "source": receipt.get("source") or "meta", "checked_at": receipt.get("time")})
+                        "source": receipt.source or "meta", "checked_at": receipt.time or None})
     return records, unusable
 
 
@@ -74,8 +75,8 @@ def write_manifest(paths: RootPaths, out_dir: Path | None = None, names: list[st
     try:
         out.mkdir(parents=True, exist_ok=True)
         for path, text in files.items():
-            state.atomic_write_text(path, text)
-        state.atomic_write_json(out / JSON_NAME, {"kind": KIND, "created": state.utc_now_iso(), "parts": records})
+            atomic_write_text(path, text)
+        atomic_write_json(out / JSON_NAME, {"kind": KIND, "created": utc_now_iso(), "parts": records})
     except OSError as exc:
         raise UsageError(f"{out}: cannot write the manifest ({exc.strerror or exc})") from None
     return ManifestResult([*files, out / JSON_NAME], records, [r["name"] for r in records if not r["md5"]], unusable)

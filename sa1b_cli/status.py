@@ -9,117 +9,23 @@ part completes); every read tolerates that and an unreadable file counts as abse
 
 from __future__ import annotations
 
-import math
 import os
-import socket
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from sa1b_cli import state
+from sa1b_cli.store import legacy as state
 from sa1b_cli.aria2_control import read_control_file
 from sa1b_cli.console import human_bytes, human_duration
 from sa1b_cli.linkinfo import describe_expiry
 from sa1b_cli.links import PART_NAME, LinksFile
-from sa1b_cli.locking import pid_alive
-from sa1b_cli.paths import STAGES, RootPaths
+from sa1b_cli.store.paths import STAGES, RootPaths
+from sa1b_cli.store.runs import ActivePart, RunInfo, as_int as _as_int, iso as _iso, read_runs, scan as _scan
 
 EXPECTED_PAIRS = 11_185_362
-STALE_RUN_SECONDS = 120.0
-# Run-file part states that mean "this run is working on it" (downloading, hashing, unpacking).
-LIVE_PART_STATES = ("active", "waiting", "copying", "checking", "extracting")
-
-
-# --------------------------------------------------------------------------- run files
-
-
-@dataclass
-class ActivePart:
-    name: str
-    completed: int | None
-    total: int | None
-    speed: float | None
-    source: str | None = None  # "meta" or a mirror's label
-
-
-@dataclass
-class RunInfo:
-    """One download's live progress file (``.sa1b/runs/<host>-<pid>.json``)."""
-
-    tag: str
-    host: str | None
-    pid: int | None
-    command: str | None
-    started: float | None
-    updated: float | None
-    age_seconds: float | None
-    stale: bool
-    stale_reason: str
-    rate_bytes_per_s: float | None
-    completed_bytes: int | None
-    total_bytes: int | None
-    links_expire_earliest: datetime | None
-    links_expire_latest: datetime | None
-    active_parts: list[ActivePart] = field(default_factory=list)
-
-    @property
-    def eta_seconds(self) -> float | None:
-        if self.stale or not self.rate_bytes_per_s or self.total_bytes is None or self.completed_bytes is None:
-            return None
-        return max(0, self.total_bytes - self.completed_bytes) / self.rate_bytes_per_s
-
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["links_expire_earliest"] = _iso(self.links_expire_earliest)
-        data["links_expire_latest"] = _iso(self.links_expire_latest)
-        data["eta_seconds"] = self.eta_seconds
-        return data
-
-
-def read_runs(paths: RootPaths, now: float) -> list[RunInfo]:
-    """Every readable run file, marked stale when not refreshed lately or its process is gone."""
-    runs: list[RunInfo] = []
-    for entry in _scan(paths.runs):
-        if not entry.endswith(".json") or entry.startswith("."):
-            continue
-        data = state.read_json(paths.runs / entry)
-        if isinstance(data, dict):
-            runs.append(_run_info(entry[: -len(".json")], data, now))
-    return sorted(runs, key=lambda r: r.tag)
-
-
-def _run_info(tag: str, data: dict[str, Any], now: float) -> RunInfo:
-    host = data.get("host") if isinstance(data.get("host"), str) else None
-    pid = _as_int(data.get("pid"))
-    updated = _as_float(data.get("updated"))
-    age = None if updated is None else max(0.0, now - updated)
-    stale_reason = ""
-    if age is None:
-        stale_reason = "no update time"
-    elif age > STALE_RUN_SECONDS:
-        stale_reason = f"not updated for {int(age)} s"
-    elif host == socket.gethostname() and pid is not None and not pid_alive(pid):
-        stale_reason = f"process {pid} is gone"
-    active: list[ActivePart] = []
-    raw_active = data.get("active_parts")
-    for item in raw_active if isinstance(raw_active, list) else []:
-        if isinstance(item, dict) and isinstance(item.get("name"), str) and item.get("status", "active") in LIVE_PART_STATES:
-            source = item.get("source") if isinstance(item.get("source"), str) else None
-            active.append(ActivePart(item["name"], _as_int(item.get("completed")), _as_int(item.get("total")),
-                                     _as_float(item.get("speed")), source))
-    return RunInfo(
-        tag=tag, host=host, pid=pid, command=data.get("command") if isinstance(data.get("command"), str) else None,
-        started=_as_float(data.get("started")), updated=updated, age_seconds=age,
-        stale=bool(stale_reason), stale_reason=stale_reason,
-        rate_bytes_per_s=_as_float(data.get("rate_bytes_per_s")), completed_bytes=_as_int(data.get("completed_bytes")),
-        total_bytes=_as_int(data.get("total_bytes")),
-        links_expire_earliest=_as_datetime(data.get("links_expire_earliest")),
-        links_expire_latest=_as_datetime(data.get("links_expire_latest")),
-        active_parts=active,
-    )
 
 
 # --------------------------------------------------------------------------- parts
@@ -561,11 +467,6 @@ def _part_detail(part: PartStatus) -> str:
 # --------------------------------------------------------------------------- tolerant readers
 
 
-def _scan(directory: Path) -> list[str]:
-    try:
-        return sorted(os.listdir(directory))
-    except OSError:
-        return []
 
 
 def _disk_usage(directory: Path) -> int:
@@ -586,20 +487,8 @@ def _file_size(path: Path) -> int | None:
         return None
 
 
-def _as_int(value: Any) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and math.isfinite(value):
-        return int(value)
-    return None
 
 
-def _as_float(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return float(value) if math.isfinite(value) else None
 
 
 def _first_int(*values: Any) -> int | None:
@@ -610,15 +499,4 @@ def _first_int(*values: Any) -> int | None:
     return None
 
 
-def _as_datetime(value: Any) -> datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
 
-
-def _iso(when: datetime | None) -> str | None:
-    return when.isoformat() if when is not None else None

@@ -63,14 +63,15 @@ from typing import Any
 import numpy as np
 import orjson
 
-from sa1b_cli import integrity, rle, state
+from sa1b_cli import integrity, rle
+from sa1b_cli.store import legacy as state
 from sa1b_cli.checksums import ChecksumList, parse_checksums
 from sa1b_cli.errors import ExitStatus, UsageError
 from sa1b_cli.events import NullReporter, Reporter
 from sa1b_cli.extract import ManifestEntry, extracted_dir, part_file_locations, read_layout, read_manifest
 from sa1b_cli.jpeg import JpegError, check_jpeg
 from sa1b_cli.links import PART_NAME
-from sa1b_cli.paths import RootPaths
+from sa1b_cli.store.paths import RootPaths
 
 FULL_DATASET_PAIRS = 11_185_362
 FULL_DATASET_PARTS = 1000

@@ -23,12 +23,12 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sa1b_cli import state
+from sa1b_cli.store import legacy as state
 from sa1b_cli.cli import cli
 from sa1b_cli.errors import ExitStatus, InputFileError
 from sa1b_cli.integrity import check_part
 from sa1b_cli.links import LinksFileError, parse_links, parse_links_text, redact_text, redact_url
-from sa1b_cli.paths import RootPaths
+from sa1b_cli.store.paths import RootPaths
 from sa1b_cli.testing.generator import HOSTILE_KINDS, write_hostile_tar, write_part
 from sa1b_cli.testing.processes import run_sa1b
 

@@ -20,7 +20,7 @@ from sa1b_cli.console import Console, Environment
 from sa1b_cli.errors import UsageError
 from sa1b_cli.events import PartTransfer, TransferSnapshot
 from sa1b_cli.links import LinksFileError, parse_links, parse_links_text, redact_text, redact_url, url_expiry
-from sa1b_cli.locking import PartLock, read_holder
+from sa1b_cli.store.locks import PartLock, read_holder
 from sa1b_cli.selection import parse_shard, select
 
 REPO = Path(__file__).resolve().parents[1]

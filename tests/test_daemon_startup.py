@@ -14,7 +14,7 @@ from sa1b_cli.aria2_daemon import Aria2Daemon, DaemonSettings, InputEntry
 from sa1b_cli.download import DownloadOptions, DownloadRun, plan_download
 from sa1b_cli.events import NullReporter
 from sa1b_cli.links import parse_links
-from sa1b_cli.paths import RootPaths
+from sa1b_cli.store.paths import RootPaths
 from sa1b_cli.testing.cdn import FakeCDN
 from sa1b_cli.testing.generator import PartInfo
 from sa1b_cli.testing.processes import aria2c_pids
@@ -105,7 +105,7 @@ def test_download_start_up_imports_only_what_it_needs_before_aria2c_runs() -> No
     """aria2p (with requests, loguru, websocket-client) is imported while the head start downloads;
     httpx comes without its own command-line client (rich, pygments), which sa1b never runs."""
     code = (
-        "import sys, sa1b_cli.cli, sa1b_cli.download, sa1b_cli.aria2_daemon, sa1b_cli.links, sa1b_cli.locking\n"
+        "import sys, sa1b_cli.cli, sa1b_cli.download, sa1b_cli.aria2_daemon, sa1b_cli.links, sa1b_cli.store.locks\n"
         "import httpx\n"
         "assert httpx.Client and 'httpx._main' not in sys.modules\n"
         "print(sorted(m for m in ('aria2p', 'requests', 'websocket', 'loguru', 'rich', 'pygments') if m in sys.modules))"

@@ -11,7 +11,7 @@ import pytest
 from sa1b_cli.demo import META_DOWNLOAD_PAGE, DemoDirectory, DemoResult, prepare_directory
 from sa1b_cli.errors import ExitStatus, UsageError
 from sa1b_cli.links import parse_links
-from sa1b_cli.paths import RootPaths
+from sa1b_cli.store.paths import RootPaths
 from sa1b_cli.verify import verify_dataset
 from sa1b_cli.testing.processes import run_sa1b
 
@@ -120,7 +120,7 @@ def test_demo_refuses_an_earlier_demo_of_another_size(demo_run: tuple[Path, subp
 
 
 def test_demo_with_a_mirror_catches_its_wrong_part_and_gets_it_from_meta_later(tmp_path: Path) -> None:
-    from sa1b_cli import state
+    from sa1b_cli.store import legacy as state
 
     directory = tmp_path / "demo"
     result = run_sa1b("demo", "-d", directory, "--parts", PARTS, "--pairs", PAIRS, "--mirror", "--json")

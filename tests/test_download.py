@@ -11,10 +11,10 @@ import time
 from pathlib import Path
 
 
-from sa1b_cli import state
+from sa1b_cli.store import legacy as state
 from sa1b_cli.errors import ExitStatus
-from sa1b_cli.locking import PartLock
-from sa1b_cli.paths import RootPaths
+from sa1b_cli.store.locks import PartLock
+from sa1b_cli.store.paths import RootPaths
 from sa1b_cli.testing.cdn import FakeCDN, Faults
 from sa1b_cli.testing.generator import PartInfo, random_part, write_md5sums
 from sa1b_cli.testing.processes import aria2c_pids, crash_download_midway, run_sa1b, start_sa1b, wait_for

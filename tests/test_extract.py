@@ -20,13 +20,14 @@ import pytest
 from click.testing import CliRunner
 from isal import igzip
 
-from sa1b_cli import extract, state
+from sa1b_cli import extract
+from sa1b_cli.store import legacy as state
 from sa1b_cli.cli import cli
 from sa1b_cli.errors import ExitStatus, LayoutError
 from sa1b_cli.events import RecordingReporter
 from sa1b_cli.integrity import check_part
-from sa1b_cli.locking import PartLock
-from sa1b_cli.paths import RootPaths
+from sa1b_cli.store.locks import PartLock
+from sa1b_cli.store.paths import RootPaths
 from sa1b_cli.testing.processes import sa1b_env
 from sa1b_cli.testing.generator import (
     HOSTILE_KINDS, PartInfo, make_annotation, make_jpeg, make_parts, truncate_file, write_hostile_tar, write_part,

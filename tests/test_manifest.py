@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from sa1b_cli import state
+from sa1b_cli.store import legacy as state
 from sa1b_cli.checksums import ChecksumList, parse_checksums
 from sa1b_cli.errors import ExitStatus, UsageError
 from sa1b_cli.manifest import NothingToList, write_manifest
-from sa1b_cli.paths import RootPaths
+from sa1b_cli.store.paths import RootPaths
 from sa1b_cli.testing.cdn import FakeCDN
 from sa1b_cli.testing.generator import PartInfo, write_md5sums
 from sa1b_cli.testing.processes import run_sa1b

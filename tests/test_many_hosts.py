@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 from sa1b_cli.errors import ExitStatus
-from sa1b_cli.locking import PartLock
-from sa1b_cli.paths import RootPaths
+from sa1b_cli.store.locks import PartLock
+from sa1b_cli.store.paths import RootPaths
 from sa1b_cli.testing.cdn import FakeCDN, Faults, RequestRecord
 from sa1b_cli.testing.generator import PartInfo, make_parts
 from sa1b_cli.testing.processes import sa1b_command, sa1b_env

@@ -13,9 +13,9 @@ import shutil
 import time
 from pathlib import Path
 
-from sa1b_cli import state
+from sa1b_cli.store import legacy as state
 from sa1b_cli.errors import ExitStatus
-from sa1b_cli.paths import RootPaths
+from sa1b_cli.store.paths import RootPaths
 from sa1b_cli.testing.cdn import FakeCDN, Faults
 from sa1b_cli.testing.generator import PartInfo, make_parts, random_part, write_md5sums
 from sa1b_cli.testing.mirror import FakeMirror

@@ -26,11 +26,11 @@ from pathlib import Path
 
 import pytest
 
-from sa1b_cli import state
+from sa1b_cli.store import legacy as state
 from sa1b_cli.errors import ExitStatus
 from sa1b_cli.extract import part_file_locations
-from sa1b_cli.locking import is_stale, read_holder
-from sa1b_cli.paths import RootPaths
+from sa1b_cli.store.locks import is_stale, read_holder
+from sa1b_cli.store.paths import RootPaths
 from sa1b_cli.testing.cdn import FakeCDN, Faults
 from sa1b_cli.testing.generator import make_annotation, make_jpeg
 from sa1b_cli.testing.processes import aria2c_pids, run_sa1b, start_sa1b, wait_for

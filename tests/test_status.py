@@ -18,12 +18,12 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from sa1b_cli import state
+from sa1b_cli.store import legacy as state
 from sa1b_cli.cli import cli
 from sa1b_cli.errors import ExitStatus
 from sa1b_cli.integrity import check_part
 from sa1b_cli.links import parse_links_text
-from sa1b_cli.paths import RootPaths
+from sa1b_cli.store.paths import RootPaths
 from sa1b_cli.aria2_control import read_control_file
 from sa1b_cli.status import EXPECTED_PAIRS, collect_status
 from sa1b_cli.testing.cdn import FakeCDN, Faults

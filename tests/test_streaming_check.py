@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from sa1b_cli import state
+from sa1b_cli.store import legacy as state
 from sa1b_cli.download import completed_prefix
 from sa1b_cli.integrity import ArchiveError, StreamingCheck, check_part
-from sa1b_cli.paths import RootPaths
+from sa1b_cli.store.paths import RootPaths
 from sa1b_cli.testing.cdn import FakeCDN, Faults
 from sa1b_cli.testing.generator import PartInfo
 from sa1b_cli.testing.processes import crash_download_midway, run_sa1b, wait_for

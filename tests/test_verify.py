@@ -15,13 +15,14 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from sa1b_cli import state, verify
+from sa1b_cli import verify
+from sa1b_cli.store import legacy as state
 from sa1b_cli.cli import cli
 from sa1b_cli.errors import ExitStatus
 from sa1b_cli.extract import extract_parts
 from sa1b_cli.integrity import check_part, hash_file
 from sa1b_cli.jpeg import JpegError, check_jpeg
-from sa1b_cli.paths import RootPaths
+from sa1b_cli.store.paths import RootPaths
 from sa1b_cli.testing.generator import decode_counts, encode_counts, make_jpeg, make_parts, truncate_file
 from sa1b_cli.verify import (
     ALL_UNIT,

@@ -10,9 +10,9 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable
 
-from sa1b_cli import state
+from sa1b_cli.store import legacy as state
 from sa1b_cli.integrity import check_part
-from sa1b_cli.paths import RootPaths
+from sa1b_cli.store.paths import RootPaths
 from sa1b_cli.testing.cdn import CDNProcess
 
 from .common import Profile, Runner, fmt_mb, fresh_dir

@@ -12,10 +12,10 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from sa1b_cli import state
+from sa1b_cli.store import legacy as state
 from sa1b_cli import verify as verify_core
 from sa1b_cli.extract import ManifestEntry, _write_manifest, ensure_layout, manifest_path
-from sa1b_cli.paths import RootPaths
+from sa1b_cli.store.paths import RootPaths
 
 from .base import BenchBase
 from .common import FULL_DATASET_PAIRS, BenchError, fmt_s, median

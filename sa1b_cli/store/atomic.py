@@ -1,8 +1,7 @@
-"""Atomic JSON state files: receipts, failures, run progress.
+"""Atomic JSON files: the one way the store writes state.
 
-A receipt is the only proof that a stage finished for a part. It is written to a
-temporary file in the same directory, fsynced and renamed into place, so a crash
-leaves either the old receipt or the new one, never half of one.
+Every state file is written to a temporary file in the same directory, fsynced and
+renamed into place, so a crash leaves either the old file or the new one, never half of one.
 """
 
 from __future__ import annotations
@@ -11,12 +10,10 @@ import errno
 import json
 import os
 import tempfile
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from sa1b_cli.paths import RootPaths
 
 
 def _current_umask() -> int:
@@ -129,59 +126,3 @@ def read_json(path: Path) -> Any | None:
         return None
     except (ValueError, OSError):
         return None
-
-
-def read_receipt(paths: RootPaths, stage: str, name: str) -> dict[str, Any] | None:
-    return read_json(paths.receipt(stage, name))
-
-
-def write_receipt(paths: RootPaths, stage: str, name: str, data: dict[str, Any], reserved: Reservation | None = None) -> None:
-    record = dict(data)
-    record.setdefault("part", name)
-    record.setdefault("stage", stage)
-    record.setdefault("time", utc_now_iso())
-    atomic_write_json(paths.receipt(stage, name), record, reserved)
-    clear_failure(paths, stage, name)
-
-
-def remove_receipt(paths: RootPaths, stage: str, name: str) -> None:
-    try:
-        paths.receipt(stage, name).unlink()
-    except FileNotFoundError:
-        pass
-
-
-def list_receipts(paths: RootPaths, stage: str) -> dict[str, dict[str, Any]]:
-    """All receipts of a stage, keyed by part file name (``sa_000000.tar``)."""
-    result: dict[str, dict[str, Any]] = {}
-    directory = paths.receipts_dir(stage)
-    if not directory.is_dir():
-        return result
-    for entry in sorted(directory.glob("*.json")):
-        data = read_json(entry)
-        if isinstance(data, dict):
-            result[str(data.get("part", entry.stem + ".tar"))] = data
-    return result
-
-
-def write_failure(paths: RootPaths, stage: str, name: str, reason: str, **extra: Any) -> None:
-    """Record why a part failed, for ``status``; best effort: a full or read-only disk must not
-    turn a part's failure into a crash of the run."""
-    try:
-        atomic_write_json(
-            paths.failure(stage, name),
-            {"part": name, "stage": stage, "reason": reason, "time": utc_now_iso(), "epoch": time.time(), **extra},
-        )
-    except OSError:
-        pass
-
-
-def read_failure(paths: RootPaths, stage: str, name: str) -> dict[str, Any] | None:
-    return read_json(paths.failure(stage, name))
-
-
-def clear_failure(paths: RootPaths, stage: str, name: str) -> None:
-    try:
-        paths.failure(stage, name).unlink()
-    except FileNotFoundError:
-        pass

@@ -1,0 +1,132 @@
+"""The one derivation of a part's state from its receipts and files.
+
+``download`` (skip or fetch), ``extract`` (may it read the tar), ``verify`` (what to expect) and
+``status`` (what to show) all ask :func:`part_state`; none of them decides "downloaded" on its own.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+from dataclasses import dataclass
+
+from sa1b_cli.store.paths import RootPaths
+from sa1b_cli.store.receipts import (
+    DownloadReceipt,
+    ExtractReceipt,
+    FailureRecord,
+    ReceiptStore,
+    Stage,
+    VerifyReceipt,
+)
+
+
+class Phase(str, enum.Enum):
+    """How far a part got, furthest first (what ``status`` colours a part by)."""
+
+    VERIFIED = "verified"
+    VERIFY_PROBLEMS = "verify problems"
+    EXTRACTED = "extracted"
+    EXTRACT_FAILED = "extract failed"
+    DOWNLOADED = "downloaded"
+    DOWNLOAD_FAILED = "download failed"
+    PARTIAL = "partial"
+    PENDING = "pending"
+
+
+@dataclass(frozen=True)
+class TarFile:
+    """What ``tars/`` holds for a part: the data file's size (None: absent) and aria2's control file."""
+
+    size: int | None
+    has_control_file: bool
+
+    @classmethod
+    def of(cls, paths: RootPaths, name: str) -> "TarFile":
+        try:
+            size: int | None = os.stat(paths.tar(name)).st_size
+        except (FileNotFoundError, NotADirectoryError):
+            size = None
+        return cls(size, os.path.exists(paths.control_file(name)))
+
+
+@dataclass(frozen=True)
+class PartState:
+    """Everything the store knows of one part, and the rules that read it."""
+
+    name: str
+    download: DownloadReceipt | None
+    extract: ExtractReceipt | None
+    verify: VerifyReceipt | None
+    tar: TarFile
+    download_failure: FailureRecord | None = None
+    extract_failure: FailureRecord | None = None
+
+    @property
+    def tar_removed(self) -> bool:
+        """Extracted with ``--remove-tars``: the tar is gone on purpose."""
+        return self.tar.size is None and self.extract is not None and self.extract.tar_removed
+
+    @property
+    def download_problem(self) -> str | None:
+        """Why a part with a download receipt no longer counts as downloaded (None: it does, or has no receipt)."""
+        receipt = self.download
+        if receipt is None or self.tar_removed:
+            return None
+        if self.tar.size is None:
+            return "its tar is gone (and no extract receipt says it was removed)"
+        if receipt.size is None:
+            return "its download receipt records no size"
+        if self.tar.size != receipt.size:
+            return f"its download receipt says {receipt.size} bytes, the tar has {self.tar.size}"
+        if self.tar.has_control_file:
+            return "an aria2 control file sits beside it (a download was started over it)"
+        return None
+
+    @property
+    def downloaded(self) -> bool:
+        """A download receipt, and its tar as the receipt describes it (or removed after extraction)."""
+        return self.download is not None and self.download_problem is None
+
+    @property
+    def partial(self) -> bool:
+        """Bytes on disk that are not (or no longer) a downloaded part."""
+        return not self.downloaded and (self.tar.size is not None or self.tar.has_control_file)
+
+    @property
+    def extracted(self) -> bool:
+        return self.extract is not None
+
+    @property
+    def verified(self) -> bool:
+        return self.verify is not None and self.verify.ok
+
+    @property
+    def phase(self) -> Phase:
+        if self.verify is not None and self.extracted:
+            return Phase.VERIFIED if self.verify.ok else Phase.VERIFY_PROBLEMS
+        if self.extracted:
+            return Phase.EXTRACTED
+        if self.extract_failure is not None and self.download is not None:
+            return Phase.EXTRACT_FAILED
+        if self.downloaded:
+            return Phase.DOWNLOADED
+        if self.download_failure is not None:
+            return Phase.DOWNLOAD_FAILED
+        if self.partial:
+            return Phase.PARTIAL
+        return Phase.PENDING
+
+
+def part_state(receipts: ReceiptStore, name: str, tar: TarFile | None = None) -> PartState:
+    """The state of part ``name`` (``sa_000000.tar``), read now."""
+    paths = receipts.paths
+    return PartState(
+        name=name,
+        download=receipts.read(DownloadReceipt, name),
+        extract=receipts.read(ExtractReceipt, name),
+        verify=receipts.read(VerifyReceipt, name),
+        tar=tar if tar is not None else TarFile.of(paths, name),
+        download_failure=receipts.read_failure(Stage.DOWNLOAD, name),
+        extract_failure=receipts.read_failure(Stage.EXTRACT, name),
+    )
