@@ -110,7 +110,7 @@ class VerifyReceipt(_Receipt):
     status: str | None = None
     level: str | None = None
     check_version: int | None = None
-    fingerprint: str | None = None
+    fingerprint: dict[str, Any] | None = None  # what the listing saw of the part (sizes, receipts)
     folder_stamp: dict[str, Any] | list[Any] | str | None = None
     listing: dict[str, Any] | None = None
     images: int | None = None
