@@ -10,9 +10,9 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable
 
-from sa1b_cli.store import legacy as state
 from sa1b_cli.integrity import check_part
 from sa1b_cli.store.paths import RootPaths
+from sa1b_cli.store.receipts import DownloadReceipt, ReceiptStore
 from sa1b_cli.testing.cdn import CDNProcess
 
 from .common import Profile, Runner, fmt_mb, fresh_dir
@@ -84,12 +84,13 @@ class BenchBase:
         """A dataset ROOT holding these parts as downloaded (hard links + download receipts)."""
         paths = RootPaths(fresh_dir(root))
         paths.tars.mkdir(parents=True)
+        receipts = ReceiptStore(paths)
         for part in parts:
             os.link(self.parts_dir / part.name, paths.tar(part.name))
             check = self.checks.get(part.name) or asdict(check_part(self.parts_dir / part.name))
             self.checks[part.name] = check
-            state.write_receipt(paths, "download", part.name, {
-                "complete": True, "size": check["size"], "md5": check["md5"], "sha256": check["sha256"],
-                "compressed": check["compressed"], "members": check["members"], "images": check["images"],
-                "annotations": check["annotations"], "url": "(benchmark)"})
+            receipts.write(DownloadReceipt(
+                part=part.name, size=check["size"], md5=check["md5"], sha256=check["sha256"],
+                compressed=check["compressed"], members=check["members"], images=check["images"],
+                annotations=check["annotations"], url="(benchmark)"))
         return paths

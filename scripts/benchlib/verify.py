@@ -12,10 +12,10 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from sa1b_cli.store import legacy as state
 from sa1b_cli import verify as verify_core
 from sa1b_cli.extract import ManifestEntry, _write_manifest, ensure_layout, manifest_path
 from sa1b_cli.store.paths import RootPaths
+from sa1b_cli.store.receipts import ExtractReceipt, ReceiptStore
 
 from .base import BenchBase
 from .common import FULL_DATASET_PAIRS, BenchError, fmt_s, median
@@ -246,8 +246,7 @@ def _build_count_part(root: Path, k: int, pairs: int) -> None:
               "bytes": 6 * pairs}
     manifest = manifest_path(paths, name)
     _write_manifest(manifest, header, entries)
-    state.write_receipt(paths, "extract", name, {**header, "manifest": str(manifest.relative_to(root)),
-                                                 "tar_removed": True})
+    ReceiptStore(paths).write(ExtractReceipt(**header, manifest=str(manifest.relative_to(root)), tar_removed=True))
 
 
 def _decode_floor(folders: list[str], decode: bool) -> float:
