@@ -64,13 +64,8 @@ from sa1b_cli.store import legacy as state
 from sa1b_cli.console import human_bytes
 from sa1b_cli.errors import DiskSpaceError, ExitStatus, LayoutError, UsageError
 from sa1b_cli.events import FileProgress, NullReporter, Reporter
-from sa1b_cli.integrity import (
-    CHUNK,
-    GZIP_MAGIC,
-    HashingReader,
-    PartCheck,
-    open_decompressed,
-)
+from sa1b_cli.integrity import CHUNK, HashingReader, PartCheck
+from sa1b_cli.tarwalk import open_part_stream
 from sa1b_cli.links import PART_NAME
 from sa1b_cli.store.locks import LockKeeper, PartLock
 from sa1b_cli.store.paths import RootPaths, host_tag, part_stem
@@ -390,13 +385,8 @@ class _Unpacked:
 def _open_tar_stream(raw: IO[bytes], hashing: HashingReader | None = None) -> tuple[IO[bytes], bool]:
     """The tar bytes of a part (gzip detected by content) and whether it was compressed;
     read through ``hashing`` (wrapping ``raw``) when given."""
-    compressed = raw.read(2) == GZIP_MAGIC
-    raw.seek(0)
-    if hashing is not None:
-        raw = io.BufferedReader(hashing, buffer_size=CHUNK)  # type: ignore[assignment]
-    if compressed and _threaded_gzip is not None:
-        return _threaded_gzip.open(raw, "rb", threads=1, block_size=INFLATE_BLOCK), True
-    return open_decompressed(raw, compressed), compressed
+    through = (lambda _raw: io.BufferedReader(hashing, buffer_size=CHUNK)) if hashing is not None else None
+    return open_part_stream(raw, through=through)  # type: ignore[arg-type]
 
 
 class _TarWalker:

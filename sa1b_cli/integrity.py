@@ -1,48 +1,29 @@
-"""Reading a part through to its end: compression by content, tar structure, md5 and sha256.
+"""Reading a part through to its end: its md5 and sha256, and its tar walked by :mod:`sa1b_cli.tarwalk`.
 
-Real parts are gzip-compressed despite the ``.tar`` name, so compression is
-detected from the first bytes, never from the name. ISA-L (``isal``) inflates
-about 1.5x faster than zlib; zlib is the fallback where ``isal`` is missing.
+The tar is read by the one walker extract writes through (:class:`~sa1b_cli.tarwalk.TarReader`, over
+:func:`~sa1b_cli.tarwalk.open_part_stream`), so a part this check accepts is a part extract accepts.
 """
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import io
 import os
 import queue
-import tarfile
 import threading
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, BinaryIO
+from typing import BinaryIO
 
+from sa1b_cli.tarwalk import TarReader, TarRefused, open_part_stream
 
-try:  # ISA-L: measurably faster inflate (see docs/benchmarks.md)
-    from isal import igzip as _fast_gzip
-    from isal import igzip_threaded as _threaded_gzip
-    from isal.isal_zlib import error as _IsalError
-except ImportError:  # pragma: no cover - isal has wheels for the common platforms
-    _fast_gzip = None  # type: ignore[assignment]
-    _threaded_gzip = None  # type: ignore[assignment]
-    _IsalError = zlib.error  # type: ignore[assignment,misc]
-
-GZIP_MAGIC = b"\x1f\x8b"
-TAR_BLOCK = 512
-_ZERO_BLOCK = bytes(TAR_BLOCK)
 CHUNK = 4 << 20
+OTHER_NAMES_KEPT = 20  # names of members that are neither images nor annotations, for the message
 
 
 class ArchiveError(Exception):
     """The part is not a readable (optionally gzip-compressed) tar to its end."""
-
-
-def is_gzip(path: Path) -> bool:
-    with open(path, "rb") as handle:
-        return handle.read(2) == GZIP_MAGIC
 
 
 class ParallelHasher:
@@ -111,15 +92,6 @@ class HashingReader(io.RawIOBase):
             pass
 
 
-def open_decompressed(raw: IO[bytes], compressed: bool) -> IO[bytes]:
-    """A reader of the tar bytes: inflated with ISA-L (or zlib) when gzip, else the raw stream."""
-    if not compressed:
-        return raw
-    if _fast_gzip is not None:
-        return _fast_gzip.IGzipFile(fileobj=raw, mode="rb")  # type: ignore[return-value]
-    return gzip.GzipFile(fileobj=raw, mode="rb")
-
-
 @dataclass
 class PartCheck:
     """What reading a part through to its end found."""
@@ -137,33 +109,28 @@ class PartCheck:
 def check_part(path: Path, on_bytes: Callable[[int], None] | None = None, *, md5: bool = True) -> PartCheck:
     """Read the whole part once: hash it (sha256, and md5 unless ``md5=False``) and walk the tar to its end.
 
-    Raises ArchiveError when the archive is truncated or corrupt (bad gzip CRC,
-    broken tar header, missing end of archive).
+    Raises ArchiveError when the walker refuses the tar: truncated or corrupt (bad gzip CRC,
+    broken tar header, missing end of archive) or holding a member extract would refuse.
     """
     with open(path, "rb", buffering=0) as raw_file:
-        return _check_raw(raw_file, on_bytes, _inflating_reader, md5)  # type: ignore[arg-type]
+        return _check_raw(raw_file, on_bytes, md5, threaded=True)
 
 
-def _check_raw(
-    raw_file: BinaryIO, on_bytes: Callable[[int], None] | None, inflate: Callable[[IO[bytes]], IO[bytes]], md5: bool,
-) -> PartCheck:
+def _check_raw(raw_file: BinaryIO, on_bytes: Callable[[int], None] | None, md5: bool, *, threaded: bool) -> PartCheck:
     """The check itself, over any raw reader that can go back to its start once (after the magic bytes)."""
-    head = b""
-    while len(head) < 2 and (more := raw_file.read(2 - len(head))):
-        head += more
-    raw_file.seek(0)
-    compressed = head == GZIP_MAGIC
     hashing = HashingReader(raw_file, on_bytes, md5=md5)
     buffered = io.BufferedReader(hashing, buffer_size=CHUNK)
-    check = PartCheck(size=0, md5=None, sha256="", compressed=compressed)
+    check = PartCheck(size=0, md5=None, sha256="", compressed=False)
     try:
+        stream, check.compressed = open_part_stream(raw_file, through=lambda _raw: buffered,  # type: ignore[arg-type,return-value]
+                                                    threaded=threaded)
         try:
-            stream = inflate(buffered) if compressed else buffered
-            _walk_tar(stream, check)
-            while stream.read(CHUNK):  # past the end-of-archive blocks: the gzip CRC is checked at EOF
-                pass
-        except (tarfile.TarError, OSError, EOFError, zlib.error, _IsalError, ValueError) as exc:
-            raise ArchiveError(_describe(exc, compressed)) from None
+            _count_members(TarReader(stream, compressed=check.compressed), check)
+        except TarRefused as exc:
+            raise ArchiveError(str(exc)) from None
+        finally:
+            if stream is not buffered:
+                stream.close()  # the inflater (and its thread), not the part
         buffered.read()
         hashing.drain()
     finally:
@@ -173,6 +140,22 @@ def _check_raw(
     if check.members == 0:
         raise ArchiveError("archive holds no members")
     return check
+
+
+def _count_members(reader: TarReader, check: PartCheck) -> None:
+    """Walk the tar to its end, skipping member data, counting what extract would write."""
+    for member in reader.members():
+        if member.is_dir:
+            continue
+        kind = member.kind
+        if kind == "image":
+            check.images += 1
+        elif kind == "annotation":
+            check.annotations += 1
+        elif len(check.other) < OTHER_NAMES_KEPT:
+            check.other.append(member.name)
+    reader.finish()
+    check.members = reader.member_count
 
 
 class StreamAborted(Exception):
@@ -284,7 +267,7 @@ class StreamingCheck:
         try:
             # Inflate in this thread: ISA-L's threaded reader polls its queue 100 times a second,
             # for the whole download while it waits for bytes; the parts streamed at once run in parallel.
-            self._check = _check_raw(self.file, self._on_bytes, lambda raw: open_decompressed(raw, True), self._md5)  # type: ignore[arg-type]
+            self._check = _check_raw(self.file, self._on_bytes, self._md5, threaded=False)  # type: ignore[arg-type]
         except BaseException:  # noqa: BLE001 - any doubt falls back to the full check after completion
             self._check = None
         finally:
@@ -305,80 +288,6 @@ class StreamingCheck:
     def abort(self) -> None:
         """Stop reading; the thread ends on its own (nothing waits for it)."""
         self.file.abort()
-
-
-def _inflating_reader(raw: IO[bytes]) -> IO[bytes]:
-    """Inflate in ISA-L's own thread when available (the tar walk and the hashes run meanwhile)."""
-    if _threaded_gzip is not None:
-        return _threaded_gzip.open(raw, "rb", threads=1)  # type: ignore[return-value]
-    return open_decompressed(raw, True)
-
-
-def _walk_tar(stream: IO[bytes], check: PartCheck) -> None:
-    """Walk tar headers, skipping member data in large reads (tarfile's stream mode reads 16 KiB at a time)."""
-    long_name: str | None = None
-    pax_path: str | None = None
-    while True:
-        block = _read_exact(stream, TAR_BLOCK)
-        if block == _ZERO_BLOCK:
-            return
-        info = tarfile.TarInfo.frombuf(block, "utf-8", "surrogateescape")
-        padded = -(-info.size // TAR_BLOCK) * TAR_BLOCK
-        if info.type in (tarfile.GNUTYPE_LONGNAME, tarfile.XHDTYPE, tarfile.SOLARIS_XHDTYPE):
-            payload = _read_exact(stream, padded)[: info.size]
-            if info.type == tarfile.GNUTYPE_LONGNAME:
-                long_name = payload.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
-            else:
-                pax_path = _pax_value(payload, b"path") or pax_path
-            continue
-        if info.type in (tarfile.XGLTYPE, tarfile.GNUTYPE_LONGLINK):
-            _skip(stream, padded)
-            continue
-        name = pax_path or long_name or info.name
-        long_name = pax_path = None
-        check.members += 1
-        _skip(stream, padded if info.type in tarfile.REGULAR_TYPES else 0)
-        if info.type == tarfile.DIRTYPE:
-            continue
-        name = name[2:] if name.startswith("./") else name
-        if name.endswith(".jpg"):
-            check.images += 1
-        elif name.endswith(".json"):
-            check.annotations += 1
-        elif len(check.other) < 20:
-            check.other.append(name)
-
-
-def _pax_value(payload: bytes, key: bytes) -> str | None:
-    for record in payload.split(b"\n"):
-        _length, _, pair = record.partition(b" ")
-        found, sep, value = pair.partition(b"=")
-        if sep and found == key:
-            return value.decode("utf-8", "surrogateescape")
-    return None
-
-
-def _read_exact(stream: IO[bytes], n: int) -> bytes:
-    data = stream.read(n)
-    if len(data) < n:
-        raise EOFError(f"unexpected end of data: the tar stops inside a member or header ({len(data)} of {n} bytes)")
-    return data
-
-
-def _skip(stream: IO[bytes], n: int) -> None:
-    while n > 0:
-        data = stream.read(min(n, CHUNK))
-        if not data:
-            raise EOFError("unexpected end of data: the tar stops inside a member")
-        n -= len(data)
-
-
-def _describe(exc: BaseException, compressed: bool) -> str:
-    kind = "gzip-compressed tar" if compressed else "tar"
-    text = str(exc) or type(exc).__name__
-    if isinstance(exc, EOFError) or "end-of-stream" in text or "unexpected end" in text.lower():
-        return f"truncated {kind}: {text}"
-    return f"corrupt {kind}: {text}"
 
 
 def hash_file(path: Path, on_bytes: Callable[[int], None] | None = None, *, md5: bool = True) -> tuple[int, str | None, str]:

@@ -7,6 +7,7 @@ real RLE JSON) or crafted with ``tarfile``; crashes are real SIGKILLs of a real
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import shutil
@@ -21,11 +22,11 @@ from click.testing import CliRunner
 from isal import igzip
 
 from sa1b_cli import extract
-from sa1b_cli.store import legacy as state
 from sa1b_cli.cli import cli
 from sa1b_cli.errors import ExitStatus, LayoutError
 from sa1b_cli.events import RecordingReporter
-from sa1b_cli.integrity import check_part
+from sa1b_cli.integrity import ArchiveError, check_part, hash_file
+from sa1b_cli.store import DownloadReceipt, ExtractReceipt, ReceiptStore, Stage, atomic_write_json
 from sa1b_cli.store.locks import PartLock
 from sa1b_cli.store.paths import RootPaths
 from sa1b_cli.testing.processes import sa1b_env
@@ -43,17 +44,37 @@ def tar_contents(path: Path) -> dict[str, bytes]:
         return {m.name.removeprefix("./"): tar.extractfile(m).read() for m in tar if m.isreg()}  # type: ignore[union-attr]
 
 
-def add_downloaded(paths: RootPaths, source: Path, name: str | None = None, **overrides: object) -> str:
-    """Put ``source`` into ROOT/tars with a complete download receipt, as ``sa1b download`` leaves it."""
+def add_downloaded(paths: RootPaths, source: Path, name: str | None = None) -> str:
+    """Put ``source`` into ROOT/tars with its download receipt, as ``sa1b download`` leaves it.
+
+    A tar the download check refuses (a hostile one) gets a receipt made from its bytes alone,
+    as if it was replaced after its download: extract must refuse it on its own.
+    """
     name = name or source.name
     paths.tars.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(source, paths.tar(name))
-    check = check_part(paths.tar(name))
-    receipt = {"size": check.size, "md5": check.md5, "sha256": check.sha256, "compressed": check.compressed,
-               "members": check.members, "images": check.images, "annotations": check.annotations,
-               "url": "https://cdn.invalid/redacted", "complete": True}
-    state.write_receipt(paths, "download", name, {**receipt, **overrides})
+    ReceiptStore(paths).write(DownloadReceipt(name, url="https://cdn.invalid/redacted", **receipt_fields(paths.tar(name))))
     return name
+
+
+def receipt_fields(tar: Path) -> dict[str, object]:
+    try:
+        check = check_part(tar)
+    except ArchiveError:
+        size, md5, sha256 = hash_file(tar)
+        return {"size": size, "md5": md5, "sha256": sha256, "compressed": tar.read_bytes()[:2] == b"\x1f\x8b"}
+    return {"size": check.size, "md5": check.md5, "sha256": check.sha256, "compressed": check.compressed,
+            "members": check.members, "images": check.images, "annotations": check.annotations}
+
+
+def set_download_size(paths: RootPaths, name: str, size: int) -> None:
+    """The download receipt of ``name`` rewritten to say ``size`` bytes (the tar was cut to that on purpose)."""
+    store = ReceiptStore(paths)
+    store.write(dataclasses.replace(store.read(DownloadReceipt, name), size=size, time=""))
+
+
+def extract_receipt(paths: RootPaths, name: str) -> ExtractReceipt | None:
+    return ReceiptStore(paths).read(ExtractReceipt, name)
 
 
 def files_under(directory: Path) -> list[Path]:
@@ -77,13 +98,13 @@ def assert_extracted(paths: RootPaths, layout: str, name: str, source: Path) -> 
     assert set(listed) == set(expected)
     for member, data in expected.items():
         assert listed[member].read_bytes() == data
-    receipt = state.read_receipt(paths, "extract", name)
-    assert receipt is not None and receipt["layout"] == layout
-    assert receipt["files"] == len(expected)
-    assert receipt["images"] == sum(m.endswith(".jpg") for m in expected)
-    assert receipt["annotations"] == sum(m.endswith(".json") for m in expected)
-    assert receipt["bytes"] == sum(len(d) for d in expected.values())
-    assert receipt["source_sha256"] == state.read_receipt(paths, "download", name)["sha256"]
+    receipt = extract_receipt(paths, name)
+    assert receipt is not None and receipt.layout == layout
+    assert receipt.files == len(expected)
+    assert receipt.images == sum(m.endswith(".jpg") for m in expected)
+    assert receipt.annotations == sum(m.endswith(".json") for m in expected)
+    assert receipt.bytes == sum(len(d) for d in expected.values())
+    assert receipt.source_sha256 == ReceiptStore(paths).read(DownloadReceipt, name).sha256
 
 
 @pytest.fixture
@@ -171,7 +192,7 @@ def test_plain_tar_is_extracted_like_gzip(paths: RootPaths, plain_parts: list[Pa
     assert [p.status for p in result.parts] == [extract.EXTRACTED] * 2
     for part, name in zip(plain_parts, names):
         assert_extracted(paths, "flat", name, part.path)
-        assert state.read_receipt(paths, "extract", name)["compressed"] is False
+        assert extract_receipt(paths, name).compressed is False
 
 
 def test_second_run_skips_finished_parts_and_refills_a_missing_file(paths: RootPaths, small_parts: list[PartInfo]) -> None:
@@ -214,7 +235,8 @@ def test_layout_change_is_refused_and_the_recorded_layout_is_the_default(
 def test_not_downloaded_parts_are_reported_not_extracted(paths: RootPaths, small_parts: list[PartInfo]) -> None:
     done = add_downloaded(paths, small_parts[0].path)
     shutil.copyfile(small_parts[1].path, paths.tar(small_parts[1].name))  # a tar without a receipt
-    add_downloaded(paths, small_parts[2].path, complete=False)
+    shutil.copyfile(small_parts[2].path, paths.tar(small_parts[2].name))  # a receipt an older sa1b left incomplete
+    atomic_write_json(paths.receipt("download", small_parts[2].name), {"part": small_parts[2].name, "complete": False})
 
     reporter = RecordingReporter()
     result = extract.extract_parts(paths, extract.select_parts(paths, None, None), None, reporter=reporter)
@@ -252,8 +274,8 @@ def test_hostile_member_fails_the_part_and_leaves_nothing(
     assert not (paths.root / "images" / "sa_2.jpg").exists()
     assert not list(tmp_path.rglob("sa1b_hostile_*"))
     assert existed_before or not absolute_target.exists()
-    assert state.read_receipt(paths, "extract", bad) is None
-    assert state.read_failure(paths, "extract", bad)["reason"] == by_part[bad].message
+    assert extract_receipt(paths, bad) is None
+    assert ReceiptStore(paths).read_failure(Stage.EXTRACT, bad).reason == by_part[bad].message
     assert [d["part"] for k, _, d in reporter.events if k == "part_failed"] == [bad]
     assert_no_leftovers(paths)
 
@@ -277,7 +299,7 @@ def test_a_name_another_part_wrote_is_a_collision_never_overwritten(
     for image_id in (5, 6, 7):
         assert not where.path_of(f"sa_{image_id}.jpg").exists() and not where.path_of(f"sa_{image_id}.json").exists()
     assert_extracted(paths, layout, a, first.path)
-    assert state.read_receipt(paths, "extract", b) is None
+    assert extract_receipt(paths, b) is None
     assert extract.part_file_locations(paths, layout, b).entries() is None
     assert_no_leftovers(paths)
 
@@ -355,8 +377,7 @@ def test_broken_archive_fails_only_that_part(paths: RootPaths, tmp_path: Path, h
     names = [add_downloaded(paths, p.path) for p in parts]
     broken = paths.tar(names[1])
     _break(broken, how)
-    receipt = state.read_receipt(paths, "download", names[1])
-    state.write_receipt(paths, "download", names[1], {**receipt, "size": broken.stat().st_size})
+    set_download_size(paths, names[1], broken.stat().st_size)
 
     result = extract.extract_parts(paths, names, "flat", jobs=2)
 
@@ -385,7 +406,7 @@ def test_a_tar_that_changed_since_its_download_is_refused(paths: RootPaths, smal
 def test_remove_tars_removes_only_tars_of_extracted_parts(paths: RootPaths, small_parts: list[PartInfo]) -> None:
     names = [add_downloaded(paths, p.path) for p in small_parts]
     truncate_file(paths.tar(names[1]), 300)
-    state.write_receipt(paths, "download", names[1], {**state.read_receipt(paths, "download", names[1]), "size": 300})
+    set_download_size(paths, names[1], 300)
     undownloaded = paths.tars / "sa_000005.tar"
     shutil.copyfile(small_parts[0].path, undownloaded)
     bystanders = [paths.tars / "notes.txt", paths.tars / "sa_000005.tar.aria2"]
@@ -398,7 +419,7 @@ def test_remove_tars_removes_only_tars_of_extracted_parts(paths: RootPaths, smal
     assert by_part[names[0]].tar_removed and by_part[names[2]].tar_removed
     assert by_part[names[1]].status == extract.FAILED and not by_part[names[1]].tar_removed
     assert sorted(p.name for p in paths.tars.iterdir()) == sorted([names[1], "sa_000005.tar", *(b.name for b in bystanders)])
-    assert state.read_receipt(paths, "extract", names[0])["tar_removed"] is True
+    assert extract_receipt(paths, names[0]).tar_removed is True
     assert result.summary()["tars_removed"] == 2
 
     # An already extracted part's tar goes on a later --remove-tars run.
@@ -449,7 +470,7 @@ def test_sigkill_mid_extraction_then_rerun_finishes(paths: RootPaths, small_part
     large = add_downloaded(paths, large_part)
     assert _signal_while_unpacking(paths, signal.SIGKILL) == -signal.SIGKILL
     assert list(paths.tmp.glob("extract-sa_000009-*")), "killed before the large part started"
-    assert state.read_receipt(paths, "extract", large) is None
+    assert extract_receipt(paths, large) is None
     assert not (paths.root / "extracted" / "sa_000009").exists()  # nothing half-extracted is visible
 
     rerun = subprocess.run(_extract_command(paths.root, "--json"), env=sa1b_env(), capture_output=True, text=True, timeout=120)
@@ -468,7 +489,7 @@ def test_sigkill_mid_extraction_then_rerun_finishes(paths: RootPaths, small_part
 def test_interrupt_stops_cleanly(paths: RootPaths, large_part: Path, signum: int) -> None:
     large = add_downloaded(paths, large_part)
     assert _signal_while_unpacking(paths, signum) == ExitStatus.INTERRUPTED
-    assert state.read_receipt(paths, "extract", large) is None
+    assert extract_receipt(paths, large) is None
     assert visible_files(paths.root) == []
     assert_no_leftovers(paths)
     assert not list(paths.locks.glob("*.lock"))
@@ -579,7 +600,7 @@ def test_download_can_extract_while_holding_the_lock(paths: RootPaths, small_par
 def test_cli_json_summary_and_exit_codes(paths: RootPaths, small_parts: list[PartInfo]) -> None:
     names = [add_downloaded(paths, p.path) for p in small_parts]
     truncate_file(paths.tar(names[2]), 200)
-    state.write_receipt(paths, "download", names[2], {**state.read_receipt(paths, "download", names[2]), "size": 200})
+    set_download_size(paths, names[2], 200)
 
     code, records, _ = run_cli("extract", "-d", str(paths.root), "--parts", "0-1", "--json")
     assert code == ExitStatus.OK
