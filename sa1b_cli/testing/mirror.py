@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
 import sys
 import threading
 import time
@@ -35,7 +34,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
-from sa1b_cli.testing.cdn import _LOOPBACK, FakeCDN
+from sa1b_cli.testing.cdn import FakeCDN
+from sa1b_cli.testing.cdn.process import serve_until_signalled
+from sa1b_cli.testing.cdn.server import LOOPBACK
 
 DEFAULT_REPO = "Aber-r/SA-1B_backup"
 RESOLVE_PREFIX = f"/datasets/{DEFAULT_REPO}/resolve/main/"  # of the default repo
@@ -58,7 +59,7 @@ class FakeMirror:
 
     def __init__(self, directory: Path | str, *, target_ttl: float = 3600.0, required_header: str | None = None,
                  host: str = "127.0.0.1", port: int = 0, repo: str = DEFAULT_REPO) -> None:
-        if host not in _LOOPBACK:
+        if host not in LOOPBACK:
             raise ValueError("FakeMirror only binds loopback addresses")
         if required_header is not None and ":" not in required_header:
             raise ValueError("required_header is 'Name: value'")
@@ -158,16 +159,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--port", type=int, default=0)
     args = ap.parse_args(argv)
     mirror = FakeMirror(args.dir, target_ttl=args.target_ttl, required_header=args.header, port=args.port, repo=args.repo)
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
-    print(json.dumps({"template": mirror.template, "port": mirror.port, "storage_port": mirror.storage.port}), flush=True)
-    try:
-        while not stop.wait(1):
-            pass
-    finally:
-        mirror.close()
-    return 0
+    announce = json.dumps({"template": mirror.template, "port": mirror.port, "storage_port": mirror.storage.port})
+    return serve_until_signalled(announce, mirror.close)
 
 
 if __name__ == "__main__":
