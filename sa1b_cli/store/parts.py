@@ -22,15 +22,17 @@ from sa1b_cli.store.receipts import (
 
 
 class Phase(str, enum.Enum):
-    """How far a part got, furthest first (what ``status`` colours a part by)."""
+    """How far a part got, furthest first (what ``status`` shows and colours a part by)."""
 
     VERIFIED = "verified"
     VERIFY_PROBLEMS = "verify problems"
     EXTRACTED = "extracted"
     EXTRACT_FAILED = "extract failed"
     DOWNLOADED = "downloaded"
+    DOWNLOADING = "downloading"  # never from the files alone: ``status`` sets it from a live run file
     DOWNLOAD_FAILED = "download failed"
-    PARTIAL = "partial"
+    PARTIAL = "partial"  # aria2's control file: a download to resume
+    UNCONFIRMED = "unconfirmed"  # a tar without receipt or control file: being checked, or put there by hand
     PENDING = "pending"
 
 
@@ -103,18 +105,22 @@ class PartState:
 
     @property
     def phase(self) -> Phase:
-        if self.verify is not None and self.extracted:
+        """The furthest proof wins: a verify receipt (also of a tar-level check) over an extraction, a
+        failure over the bytes on disk."""
+        if self.verify is not None:
             return Phase.VERIFIED if self.verify.ok else Phase.VERIFY_PROBLEMS
         if self.extracted:
             return Phase.EXTRACTED
-        if self.extract_failure is not None and self.download is not None:
+        if self.extract_failure is not None:
             return Phase.EXTRACT_FAILED
         if self.downloaded:
             return Phase.DOWNLOADED
         if self.download_failure is not None:
             return Phase.DOWNLOAD_FAILED
-        if self.partial:
+        if self.tar.has_control_file:
             return Phase.PARTIAL
+        if self.tar.size is not None:
+            return Phase.UNCONFIRMED
         return Phase.PENDING
 
 
