@@ -18,12 +18,13 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from sa1b_cli.store import legacy as state
 from sa1b_cli.cli import cli
 from sa1b_cli.errors import ExitStatus
 from sa1b_cli.integrity import check_part
 from sa1b_cli.links import parse_links_text
+from sa1b_cli.store.atomic import atomic_write_json
 from sa1b_cli.store.paths import RootPaths
+from sa1b_cli.store.receipts import DownloadReceipt, ExtractReceipt, ReceiptStore, Stage, VerifyReceipt
 from sa1b_cli.aria2_control import read_control_file
 from sa1b_cli.status import EXPECTED_PAIRS, collect_status
 from sa1b_cli.testing.cdn import FakeCDN, Faults
@@ -84,11 +85,10 @@ def aria2_partial(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]
 def _receipt_from_part(paths: RootPaths, part: PartInfo) -> dict:
     shutil.copyfile(part.path, paths.tar(part.name))
     check = check_part(paths.tar(part.name))
-    receipt = {"size": check.size, "md5": check.md5, "sha256": check.sha256, "compressed": check.compressed,
-               "members": check.members, "images": check.images, "annotations": check.annotations,
-               "url": "http://127.0.0.1/m1/v/t6/An.tar?oh=REDACTED", "complete": True}
-    state.write_receipt(paths, "download", part.name, receipt)
-    return receipt
+    receipt = DownloadReceipt(part=part.name, size=check.size, md5=check.md5, sha256=check.sha256,
+                              compressed=check.compressed, members=check.members, images=check.images,
+                              annotations=check.annotations, url="http://127.0.0.1/m1/v/t6/An.tar?oh=REDACTED")
+    return ReceiptStore(paths).write(receipt).to_dict()
 
 
 def _write_run(paths: RootPaths, tag: str, **fields: object) -> None:
@@ -96,7 +96,7 @@ def _write_run(paths: RootPaths, tag: str, **fields: object) -> None:
               "command": "download", "links_expire_earliest": None, "links_expire_latest": None,
               "rate_bytes_per_s": 0.0, "completed_bytes": 0, "total_bytes": None, "active_parts": []}
     record.update(fields)
-    state.atomic_write_json(paths.runs / f"{tag}.json", record)
+    atomic_write_json(paths.runs / f"{tag}.json", record)
 
 
 def _links(names: list[str], expires: datetime) -> str:
@@ -156,15 +156,16 @@ def busy_root(tmp_path: Path, small_parts: list[PartInfo], aria2_partial: tuple[
     paths = RootPaths(tmp_path / "root")
     paths.tars.mkdir(parents=True)
     receipts = {p.name: _receipt_from_part(paths, p) for p in small_parts}
+    store = ReceiptStore(paths)
     for part in small_parts[:2]:
-        state.write_receipt(paths, "extract", part.name, {"images": part.n_pairs, "annotations": part.n_pairs})
-    state.write_receipt(paths, "verify", small_parts[0].name, {"ok": True, "problems": []})
-    state.write_receipt(paths, "verify", small_parts[1].name, {"ok": False, "status": "corrupt", "problems": ["sa_5.json: bad RLE"], "problems_total": 3})
-    state.write_failure(paths, "extract", small_parts[2].name, "truncated gzip stream at byte 1234")
+        store.write(ExtractReceipt(part=part.name, images=part.n_pairs, annotations=part.n_pairs))
+    store.write(VerifyReceipt(part=small_parts[0].name, ok=True, problems=[]))
+    store.write(VerifyReceipt(part=small_parts[1].name, ok=False, status="corrupt", problems=["sa_5.json: bad RLE"], problems_total=3))
+    store.write_failure(Stage.EXTRACT, small_parts[2].name, "truncated gzip stream at byte 1234")
     data, control = aria2_partial
     shutil.copyfile(data, paths.tar(PARTIAL_NAME))
     shutil.copyfile(control, paths.control_file(PARTIAL_NAME))
-    state.write_failure(paths, "download", "sa_000006.tar", "link expired (HTTP 403); get a fresh links file")
+    store.write_failure(Stage.DOWNLOAD, "sa_000006.tar", "link expired (HTTP 403); get a fresh links file")
     paths.tar("sa_000007.tar").write_bytes(b"dropped in by hand")
     (paths.tars / ".sa_000008.tar.tmp").write_bytes(b"hidden temp file: ignored")
     expires = datetime.now(timezone.utc) + timedelta(days=12, hours=1)
@@ -298,12 +299,12 @@ def test_garbage_and_torn_files_are_tolerated(tmp_path: Path) -> None:
     paths = RootPaths(tmp_path)
     paths.receipts_dir("download").mkdir(parents=True)
     paths.receipt("download", "sa_000001.tar").write_text('{"part": "sa_000001.tar", "size": 12')
-    state.atomic_write_json(paths.receipt("download", "sa_000002.tar"), {"part": "sa_000002.tar", "size": "big", "complete": True})
-    state.atomic_write_json(paths.receipt("download", "sa_000004.tar"), {"part": "sa_000004.tar", "size": 9, "complete": False})
-    state.atomic_write_json(paths.receipt("extract", "sa_000002.tar"), {"images": None, "annotations": [1]})
-    state.atomic_write_json(paths.failure("download", "sa_000003.tar"), ["not", "a", "dict"])
-    state.atomic_write_json(paths.runs / "h-1.json", [1, 2])
-    state.atomic_write_json(paths.runs / "h-2.json", {"updated": "yesterday", "active_parts": "many"})
+    atomic_write_json(paths.receipt("download", "sa_000002.tar"), {"part": "sa_000002.tar", "size": "big", "complete": True})
+    atomic_write_json(paths.receipt("download", "sa_000004.tar"), {"part": "sa_000004.tar", "size": 9, "complete": False})
+    atomic_write_json(paths.receipt("extract", "sa_000002.tar"), {"images": None, "annotations": [1]})
+    atomic_write_json(paths.failure("download", "sa_000003.tar"), ["not", "a", "dict"])
+    atomic_write_json(paths.runs / "h-1.json", [1, 2])
+    atomic_write_json(paths.runs / "h-2.json", {"updated": "yesterday", "active_parts": "many"})
     paths.tars.mkdir()
     paths.tar("sa_000009.tar").write_bytes(b"\0" * 100)
     paths.control_file("sa_000009.tar").write_bytes(b"\x00\x01garbage")
@@ -323,17 +324,18 @@ def test_survives_files_changing_underneath(tmp_path: Path) -> None:
     """Receipts, control files, partial data and run files appear, change and vanish while status reads."""
     paths = RootPaths(tmp_path)
     paths.tars.mkdir()
+    receipts = ReceiptStore(paths)
     stop = threading.Event()
 
     def churn() -> None:
         index = 0
         while not stop.is_set():
             name = f"sa_{index % 7:06d}.tar"
-            state.write_receipt(paths, "download", name, {"size": index, "complete": True})
+            receipts.write(DownloadReceipt(part=name, size=index))
             paths.tar(name).write_bytes(b"x" * (index % 5000))
             paths.control_file(name).write_bytes(_control_file(1, 1024, 8192, done=[0, 3])[: index % 60])
             (paths.runs / "w-1.json").write_text('{"updated": ' + str(time.time())[: index % 12])
-            state.write_failure(paths, "extract", name, "boom")
+            receipts.write_failure(Stage.EXTRACT, name, "boom")
             for path in (paths.receipt("download", name), paths.tar(name), paths.control_file(name), paths.failure("extract", name)):
                 if index % 3 == 0:
                     path.unlink(missing_ok=True)

@@ -15,6 +15,7 @@ O_EXCL and never rewritten.
     ROOT/.sa1b/locks/<part>.lock       per-part lock files
     ROOT/.sa1b/tmp/                    temporary extraction directories
     ROOT/.sa1b/runs/<host>-<pid>.json  live progress of running downloads (for ``status``)
+    ROOT/.sa1b/knowledge/<host>-<pid>.json  sizes, part list and run rates learned (for ``status``)
 """
 
 from __future__ import annotations
@@ -67,6 +68,10 @@ class RootPaths:
     @property
     def runs(self) -> Path:
         return self.state / "runs"
+
+    @property
+    def knowledge(self) -> Path:
+        return self.state / "knowledge"
 
     def tar(self, name: str) -> Path:
         return self.tars / name

@@ -231,6 +231,18 @@ class ReceiptStore:
                 result[receipt.part if part_stem(receipt.part) == entry.stem else fallback] = receipt
         return result
 
+    def named(self, stage: Stage) -> set[str]:
+        """Parts with a readable receipt file of ``stage``, also one that proves nothing (an old download
+        receipt not marked complete): ``status`` lists them as touched; a torn file names nothing."""
+        directory = self.paths.receipts_dir(stage.value)
+        names = set()
+        for entry in sorted(directory.glob("*.json")) if directory.is_dir() else ():
+            data = read_json(entry)
+            if isinstance(data, dict):
+                part = data.get("part")
+                names.add(part if isinstance(part, str) and part_stem(part) == entry.stem else entry.stem + ".tar")
+        return names
+
     def write_failure(self, stage: Stage, name: str, reason: str) -> None:
         """Record why a part failed; best effort: a full or read-only disk must not turn a part's
         failure into a crash of the run."""
@@ -253,7 +265,8 @@ class ReceiptStore:
         directory = self.paths.state / "failures" / stage.value
         if not directory.is_dir():
             return set()
-        return {entry.stem + ".tar" for entry in directory.glob("*.json")}
+        # part_stem keeps an extra's own suffix (sa_images_ids.txt.json): only a part's ".tar" was dropped
+        return {entry.stem if "." in entry.stem else f"{entry.stem}.tar" for entry in directory.glob("*.json")}
 
     def clear_failure(self, stage: Stage, name: str) -> None:
         self.paths.failure(stage.value, name).unlink(missing_ok=True)

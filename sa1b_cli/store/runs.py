@@ -51,12 +51,25 @@ class RunInfo:
     links_expire_earliest: datetime | None
     links_expire_latest: datetime | None
     active_parts: list[ActivePart] = field(default_factory=list)
+    published_eta_seconds: float | None = None  # the run's own ETA when its file was written
 
     @property
     def eta_seconds(self) -> float | None:
-        if self.stale or not self.rate_bytes_per_s or self.total_bytes is None or self.completed_bytes is None:
+        """The run's own ETA (less the file's age) when it publishes one, so ``status`` and the download
+        agree; else its bytes left at its rate."""
+        if self.stale:
+            return None
+        if self.published_eta_seconds is not None:
+            return max(0.0, self.published_eta_seconds - (self.age_seconds or 0.0))
+        if not self.rate_bytes_per_s or self.total_bytes is None or self.completed_bytes is None:
             return None
         return max(0, self.total_bytes - self.completed_bytes) / self.rate_bytes_per_s
+
+    @property
+    def remaining_bytes(self) -> int | None:
+        if self.total_bytes is None or self.completed_bytes is None:
+            return None
+        return max(0, self.total_bytes - self.completed_bytes)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -83,20 +96,7 @@ def _run_info(tag: str, data: dict[str, Any], now: float) -> RunInfo:
     pid = as_int(data.get("pid"))
     updated = as_float(data.get("updated"))
     age = None if updated is None else max(0.0, now - updated)
-    stale_reason = ""
-    if age is None:
-        stale_reason = "no update time"
-    elif age > STALE_RUN_SECONDS:
-        stale_reason = f"not updated for {int(age)} s"
-    elif host == socket.gethostname() and pid is not None and not pid_alive(pid):
-        stale_reason = f"process {pid} is gone"
-    active: list[ActivePart] = []
-    raw_active = data.get("active_parts")
-    for item in raw_active if isinstance(raw_active, list) else []:
-        if isinstance(item, dict) and isinstance(item.get("name"), str) and item.get("status", "active") in LIVE_PART_STATES:
-            source = item.get("source") if isinstance(item.get("source"), str) else None
-            active.append(ActivePart(item["name"], as_int(item.get("completed")), as_int(item.get("total")),
-                                     as_float(item.get("speed")), source))
+    stale_reason = _stale_reason(host, pid, age)
     return RunInfo(
         tag=tag, host=host, pid=pid, command=data.get("command") if isinstance(data.get("command"), str) else None,
         started=as_float(data.get("started")), updated=updated, age_seconds=age,
@@ -105,8 +105,31 @@ def _run_info(tag: str, data: dict[str, Any], now: float) -> RunInfo:
         total_bytes=as_int(data.get("total_bytes")),
         links_expire_earliest=as_datetime(data.get("links_expire_earliest")),
         links_expire_latest=as_datetime(data.get("links_expire_latest")),
-        active_parts=active,
+        active_parts=_active_parts(data.get("active_parts")),
+        published_eta_seconds=as_float(data.get("eta_seconds")),
     )
+
+
+def _stale_reason(host: str | None, pid: int | None, age: float | None) -> str:
+    """Why a run file no longer describes a running download ("" when it does)."""
+    if age is None:
+        return "no update time"
+    if age > STALE_RUN_SECONDS:
+        return f"not updated for {int(age)} s"
+    if host == socket.gethostname() and pid is not None and not pid_alive(pid):
+        return f"process {pid} is gone"
+    return ""
+
+
+def _active_parts(raw: Any) -> list[ActivePart]:
+    """The parts a run is working on (queued entries are not)."""
+    active: list[ActivePart] = []
+    for item in raw if isinstance(raw, list) else []:
+        if isinstance(item, dict) and isinstance(item.get("name"), str) and item.get("status", "active") in LIVE_PART_STATES:
+            source = item.get("source") if isinstance(item.get("source"), str) else None
+            active.append(ActivePart(item["name"], as_int(item.get("completed")), as_int(item.get("total")),
+                                     as_float(item.get("speed")), source))
+    return active
 
 
 def scan(directory: Path) -> list[str]:
