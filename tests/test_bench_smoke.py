@@ -30,3 +30,12 @@ def test_quick_benchmark_writes_a_markdown_report(tmp_path: Path) -> None:
     table_rows = [line for line in report.splitlines() if line.startswith("| ")]
     assert len(table_rows) >= 20
     assert not (tmp_path / "work" / "runs").exists()  # per-run directories are cleaned up
+
+
+def test_generator_benchmark_prints_its_table() -> None:
+    proc = subprocess.run([sys.executable, str(REPO / "scripts" / "bench_generator.py"), "--pairs", "10", "--repeats", "1"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    rows = [line for line in proc.stdout.splitlines() if line.startswith("| ") and "pool" not in line]
+    assert [row.split(" | ")[0] for row in rows] == ["| tests (64x48)", "| benchmark parts (750x1125)", "| SA-1B (1500x2250)"]
+    assert "write_part of 10 pairs" in proc.stdout
