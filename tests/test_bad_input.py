@@ -23,10 +23,10 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sa1b_cli.store import legacy as state
 from sa1b_cli.cli import cli
 from sa1b_cli.errors import ExitStatus, InputFileError
-from sa1b_cli.integrity import check_part
+from sa1b_cli.integrity import ArchiveError, check_part, hash_file
+from sa1b_cli.store import DownloadReceipt, ExtractReceipt, ReceiptStore
 from sa1b_cli.links import LinksFileError, parse_links, parse_links_text, redact_text, redact_url
 from sa1b_cli.store.paths import RootPaths
 from sa1b_cli.testing.generator import HOSTILE_KINDS, write_hostile_tar, write_part
@@ -243,13 +243,18 @@ def test_read_only_root_is_refused_before_any_transfer(tmp_path: Path, read_only
 
 
 def add_downloaded(paths: RootPaths, source: Path, name: str) -> None:
-    """``source`` as ROOT/tars/NAME with a complete download receipt, as `sa1b download` leaves it."""
+    """``source`` as ROOT/tars/NAME with its download receipt, as `sa1b download` leaves it (a hostile tar,
+    which the download check refuses, as if it was replaced after its download)."""
     paths.tars.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(source, paths.tar(name))
-    check = check_part(paths.tar(name))
-    state.write_receipt(paths, "download", name, {
-        "complete": True, "size": check.size, "md5": check.md5, "sha256": check.sha256, "compressed": check.compressed,
-        "members": check.members, "images": check.images, "annotations": check.annotations, "url": "https://x/REDACTED"})
+    try:
+        check = check_part(paths.tar(name))
+        fields = {"size": check.size, "md5": check.md5, "sha256": check.sha256, "compressed": check.compressed,
+                  "members": check.members, "images": check.images, "annotations": check.annotations}
+    except ArchiveError:
+        size, md5, sha256 = hash_file(paths.tar(name))
+        fields = {"size": size, "md5": md5, "sha256": sha256}
+    ReceiptStore(paths).write(DownloadReceipt(name, url="https://x/REDACTED", **fields))
 
 
 def visible_files(root: Path) -> list[Path]:
@@ -279,7 +284,7 @@ def test_hostile_tars_fail_their_part_with_a_reason_and_touch_nothing(tmp_path: 
     for kind, name in names.items():
         line = next((l for l in result.stderr.splitlines() if f"{name}: extraction failed" in l), "")
         assert expected[kind] in line, (kind, result.stderr)
-        assert state.read_receipt(paths, "extract", name) is None
+        assert ReceiptStore(paths).read(ExtractReceipt, name) is None
     assert {p.name for p in visible_files(paths.root)} == {f"sa_{i}.{e}" for i in good.image_ids for e in ("jpg", "json")}
     assert existed or not absolute_target.exists()
     assert not list(tmp_path.rglob("sa1b_hostile_*"))
@@ -311,7 +316,7 @@ def test_member_count_cap_refuses_a_tar_bomb(tmp_path: Path, monkeypatch: pytest
             tar.addfile(info, io.BytesIO(b""))
     (tmp_path / "bomb.tar").write_bytes(gzip.compress(raw.getvalue()))
     add_downloaded(paths, tmp_path / "bomb.tar", "sa_000005.tar")
-    monkeypatch.setattr(extract, "MAX_MEMBERS", 50)
+    monkeypatch.setattr(extract.unpack, "MAX_MEMBERS", 50)
     result = CliRunner().invoke(cli, ["extract", "-d", str(paths.root)])
     assert result.exit_code == ExitStatus.PARTS_FAILED
     assert "more than 50 members" in result.output and "Traceback" not in result.output
