@@ -6,6 +6,10 @@ writes to the terminal while one of them is active. When stderr is not a TTY
 (cron), every display degrades to one timestamped line every ``interval``
 seconds, with no carriage returns or escape codes. With ``--json`` stdout carries
 only JSON lines (events, periodic progress, then a summary).
+
+``--quiet`` is decided here, for every command: warnings, errors and the one-line
+summary (``print_result``) are shown; info events, progress, tables and notes are not.
+Errors go through ``error`` in every mode, so a machine reading ``--json`` gets a record.
 """
 
 from __future__ import annotations
@@ -19,7 +23,8 @@ from typing import IO, Any
 
 import orjson
 
-from sa1b_cli.events import FileProgress, TransferSnapshot
+from sa1b_cli.errors import ExitStatus
+from sa1b_cli.events import FileProgress, NullReporter, TransferSnapshot
 
 
 @dataclass
@@ -105,6 +110,11 @@ class Console:
         mode = "json" if json_output else ("rich" if env.stderr_isatty else "plain")
         return cls(env, mode=mode, interval=interval, quiet=quiet)
 
+    @property
+    def json(self) -> bool:
+        """Whether stdout carries JSON lines (the command prints records, not tables)."""
+        return self.mode == "json"
+
     # -- Reporter -----------------------------------------------------------
     def event(self, kind: str, message: str, *, level: str = "info", **data: Any) -> None:
         with self._lock:
@@ -122,6 +132,8 @@ class Console:
 
     def transfer(self, snapshot: TransferSnapshot) -> None:
         with self._lock:
+            if self.quiet and self.mode != "json":
+                return
             if self.mode == "rich":
                 self._rich_transfer(snapshot)
                 return
@@ -132,7 +144,7 @@ class Console:
             self._last_transfer = now
             if self.mode == "json":
                 self.emit_json({"type": "progress", "stage": "download", **_snapshot_dict(snapshot)})
-            elif not self.quiet:
+            else:
                 line = transfer_line(snapshot)
                 if final and line == self._last_final:
                     return
@@ -140,6 +152,8 @@ class Console:
                 self._plain_line("INFO    " + line)
 
     def files(self, label: str, total_files: int | None, total_bytes: int | None = None) -> FileProgress:
+        if self.quiet and self.mode != "json":
+            return NullReporter().files(label, total_files, total_bytes)
         if self.mode == "rich":
             return _TqdmProgress(label, total_files, self.env.stderr)
         return _LineProgress(self, label, total_files, total_bytes)
@@ -158,8 +172,24 @@ class Console:
             self.env.stdout.write(text + "\n")
         self.env.stdout.flush()
 
+    def print_note(self, text: str) -> None:
+        """A human result line that is detail, not the summary: left out under --quiet."""
+        if not self.quiet:
+            self.print_result(text)
+
+    def error(self, message: str, status: ExitStatus, kind: str, *, text: str | None = None) -> None:
+        """An error that ends the command: a JSON record (with ``time``) under --json, and always ``text`` on
+        stderr (default ``sa1b: error: MESSAGE``)."""
+        self.close()  # end the live view's line first, so the error is not glued to it
+        if self.mode == "json":
+            self.emit_json({"type": "error", "error": kind, "message": message, "exit_code": int(status)})
+        self.env.stderr.write(text if text is not None else f"sa1b: error: {message}\n")
+        self.env.stderr.flush()
+
     def print_table(self, title: str, columns: list[str], rows: list[list[str]]) -> None:
-        """A table: rich on a TTY, aligned plain text otherwise."""
+        """A table: rich on a TTY, aligned plain text otherwise; left out under --quiet."""
+        if self.quiet:
+            return
         if self.mode == "rich":
             from rich.console import Console as RichConsole
             from rich.table import Table
@@ -290,8 +320,6 @@ class _LineProgress:
                 {"type": "progress", "stage": self.label, "files": self.files, "total_files": self.total,
                  "bytes": self.nbytes, "files_per_s": round(rate, 1), "eta_seconds": eta, "final": final}
             )
-            return
-        if self.console.quiet and not final:
             return
         total = f"/{self.total}" if self.total is not None else ""
         percent = f" ({100 * self.files / self.total:.0f}%)" if self.total else ""

@@ -40,7 +40,7 @@ from typing import Any
 from sa1b_cli import download as download_core
 from sa1b_cli import extract as extract_core
 from sa1b_cli.console import human_bytes
-from sa1b_cli.errors import ExitStatus, UsageError
+from sa1b_cli.errors import ExitStatus, UsageError, worst
 from sa1b_cli.events import Reporter
 from sa1b_cli.links import parse_links
 from sa1b_cli.store.paths import RootPaths
@@ -109,8 +109,8 @@ class DemoResult:
 
     @property
     def exit_status(self) -> ExitStatus:
-        """The worst (highest) exit status of the stages."""
-        return max(self.stages.values(), default=ExitStatus.OK)
+        """The worst exit status of the stages, by the one severity order every command uses."""
+        return worst(self.stages.values())
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -131,7 +131,17 @@ def prepare_directory(directory: Path | None, parts: int, pairs: int) -> DemoDir
     """A new temporary directory, or ``directory`` if it is new, empty, or an earlier demo of the same size.
 
     Anything else is refused untouched: the demo never writes among files that are not its own.
+    A directory that cannot be written (read-only, under a file) is refused as bad usage.
     """
+    try:
+        return _prepare_directory(directory, parts, pairs)
+    except OSError as exc:
+        where = exc.filename or directory
+        raise UsageError(f"{where}: cannot write the demo directory here ({exc.strerror or exc}); "
+                         "give a writable directory with -d") from None
+
+
+def _prepare_directory(directory: Path | None, parts: int, pairs: int) -> DemoDirectory:
     if directory is None:
         demo = DemoDirectory(Path(tempfile.mkdtemp(prefix="sa1b-demo-")))
     else:

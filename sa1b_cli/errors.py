@@ -1,12 +1,15 @@
 """Exit codes and typed errors.
 
-The core never prints or exits: it raises one of these, and ``cli.py`` turns the
-``exit_status`` into the process exit code documented in the README.
+The core never prints or exits: it raises one of these, and the ``cli`` package turns the
+``exit_status`` into the process exit code documented in the README. When a run ends in
+several states at once (one part failed, another was locked), ``worst`` picks the one exit
+code by ``SEVERITY``: one order for every command and the demo.
 """
 
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
 
 
 class ExitStatus(enum.IntEnum):
@@ -23,6 +26,34 @@ class ExitStatus(enum.IntEnum):
     LINKS_EXPIRED = 8  # parts could not be fetched only because their links expired: get a fresh links file
     WRONG_BYTES = 9  # a part's bytes differ from the checksum list or community reference, from every source
     INTERRUPTED = 130  # stopped by SIGINT/SIGTERM; state saved, rerun resumes
+
+    @property
+    def severity(self) -> int:
+        """Rank in ``SEVERITY``: higher is worse (not the numeric code: LOCKED=4 is milder than PARTS_FAILED=3)."""
+        return len(SEVERITY) - SEVERITY.index(self)
+
+
+# Worst first. A bug or bad input outranks everything (the run proves nothing); a stop says the result
+# is not final; damaged bytes need a person before missing ones; a failure outranks links that only
+# expired; a part another run holds is that run's work, the mildest state short of success.
+SEVERITY: tuple[ExitStatus, ...] = (
+    ExitStatus.ERROR,
+    ExitStatus.USAGE,
+    ExitStatus.INTERRUPTED,
+    ExitStatus.CORRUPT,
+    ExitStatus.WRONG_BYTES,
+    ExitStatus.INCOMPLETE,
+    ExitStatus.NO_SPACE,
+    ExitStatus.PARTS_FAILED,
+    ExitStatus.LINKS_EXPIRED,
+    ExitStatus.LOCKED,
+    ExitStatus.OK,
+)
+
+
+def worst(statuses: Iterable[ExitStatus]) -> ExitStatus:
+    """The one exit status for a run that ended in several: the most severe by ``SEVERITY`` (OK when none)."""
+    return max(statuses, key=lambda status: status.severity, default=ExitStatus.OK)
 
 
 class Sa1bError(Exception):

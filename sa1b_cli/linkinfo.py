@@ -14,8 +14,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from sa1b_cli.console import human_bytes
-from sa1b_cli.errors import ExitStatus
-from sa1b_cli.links import LinkEntry, LinksFile
+from sa1b_cli.errors import ExitStatus, worst
+from sa1b_cli.links import LinkEntry, LinksFile, cut_link_warnings
 from sa1b_cli.probe import PROBE_STATES, ProbeResult
 
 EXPIRY_SOON_SECONDS = 24 * 3600
@@ -85,13 +85,24 @@ class LinksReport:
     hosts: list[str]
     warnings: list[str] = field(default_factory=list)
 
+    @property
+    def all_expired(self) -> bool:
+        return bool(self.expired) and len(self.expired) == len(self.parts) + len(self.extras)
+
+    @property
+    def exit_status(self) -> ExitStatus:
+        """LINKS_EXPIRED when no link of the file works any more (get a fresh one); OK otherwise (warnings say
+        which expired)."""
+        return ExitStatus.LINKS_EXPIRED if self.all_expired else ExitStatus.OK
+
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         for key in ("now", "earliest_expiry", "latest_expiry"):
             data[key] = _iso(getattr(self, key))
         data["part_count"] = len(self.parts)
         data["extra_count"] = len(self.extras)
-        data["all_expired"] = bool(self.expired) and len(self.expired) == len(self.parts) + len(self.extras)
+        data["all_expired"] = self.all_expired
+        data["exit_code"] = int(self.exit_status)
         return data
 
 
@@ -101,20 +112,24 @@ def inspect_links(links: LinksFile, now: datetime | None = None) -> LinksReport:
     earliest, latest = links.expiry_range()
     expired = [e.name for e in links.entries if e.expires_at is not None and e.expires_at <= now]
     without_expiry = [e.name for e in links.entries if e.expires_at is None]
-    indexes = sorted(i for i in (e.part_index for e in links.entries) if i is not None)
-    present = set(indexes)
-    missing = [i for i in range(0, indexes[-1] + 1) if i not in present] if indexes else []
+    missing = _missing_part_numbers(links)
     hosts = sorted({urlsplit(e.url).hostname or "" for e in links.entries})
     report = LinksReport(
         path=links.path, now=now, parts=[e.name for e in links.parts], extras=[e.name for e in links.extras],
         earliest_expiry=earliest, latest_expiry=latest, expired=expired, without_expiry=without_expiry,
         missing_part_numbers=missing, hosts=hosts,
     )
-    report.warnings = _inspection_warnings(report, len(links.entries))
+    report.warnings = _inspection_warnings(report, len(links.entries), links) + cut_link_warnings(links)
     return report
 
 
-def _inspection_warnings(report: LinksReport, total_rows: int) -> list[str]:
+def _missing_part_numbers(links: LinksFile) -> list[int]:
+    """Part numbers below the highest listed that the file lacks (a truncated copy)."""
+    present = {i for i in (e.part_index for e in links.entries) if i is not None}
+    return [i for i in range(0, max(present) + 1) if i not in present] if present else []
+
+
+def _inspection_warnings(report: LinksReport, total_rows: int, links: LinksFile) -> list[str]:
     warnings: list[str] = []
     if report.missing_part_numbers:
         count = len(report.missing_part_numbers)
@@ -134,8 +149,16 @@ def _inspection_warnings(report: LinksReport, total_rows: int) -> list[str]:
     elif report.earliest_expiry is not None and (report.earliest_expiry - report.now).total_seconds() < EXPIRY_SOON_SECONDS:
         warnings.append(f"links expire soon ({relative_time(report.earliest_expiry, report.now)}); a full download takes days")
     if report.without_expiry:
-        warnings.append(f"{len(report.without_expiry)} links carry no expiry ('oe' parameter); their expiry is unknown")
+        warnings.append(f"{len(report.without_expiry)} links carry no expiry ('oe' parameter); their expiry is "
+                        f"unknown: {_where(report.without_expiry, links)}")
     return warnings
+
+
+def _where(names: list[str], links: LinksFile, limit: int = 5) -> str:
+    """``links.txt:5 (sa_000005.tar), ...``: where rows are, for a warning about them."""
+    lines = {e.name: e.line for e in links.entries}
+    shown = ", ".join(f"{links.path}:{lines[name]} ({name})" for name in names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
 @dataclass
@@ -267,11 +290,12 @@ class CheckReport:
         if self.serving:
             unserved = Counter(r.state for r in self.results if self.serving.get(r.name) == "none")
             counts = {state: unserved.get(state, 0) for state in PROBE_STATES}
+        found = []
         if counts["missing"] or counts["error"]:
-            return ExitStatus.PARTS_FAILED
+            found.append(ExitStatus.PARTS_FAILED)
         if counts["expired"]:
-            return ExitStatus.LINKS_EXPIRED
-        return ExitStatus.OK
+            found.append(ExitStatus.LINKS_EXPIRED)
+        return worst(found)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -307,6 +331,13 @@ def report_rows(report: LinksReport) -> list[list[str]]:
         ["expires latest", describe_expiry(report.latest_expiry, report.now)],
         ["expired", expired],
     ]
+
+
+def report_summary(report: LinksReport) -> str:
+    """The inspection on one line (what --quiet keeps)."""
+    expired = f"{len(report.expired)} expired" if report.expired else "none expired"
+    return (f"{report.path}: {len(report.parts)} parts, {len(report.extras)} extras, {expired}; "
+            f"expires earliest {describe_expiry(report.earliest_expiry, report.now)}")
 
 
 def check_rows(check: CheckReport) -> list[list[str]]:

@@ -8,6 +8,7 @@ rejected as a whole, with every problem named by line, before anything is fetche
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -142,17 +143,22 @@ def _redact_params(text: str) -> str:
 _SURROGATE = re.compile("[\ud800-\udfff]")  # only from in-memory text: a file is decoded strictly
 
 
+def _shown(name: str) -> str:
+    """A file name as messages quote it; one holding URL query text may hold part of a signature: not shown."""
+    return "(not shown: it holds URL query text)" if any(ch in name for ch in "=&?") else repr(name)
+
+
 def _check_name(name: str) -> str | None:
     if not name:
         return "empty file name"
     if "/" in name or "\\" in name:
-        return f"file name {name!r} contains a path; only bare file names are allowed"
+        return f"file name {_shown(name)} contains a path; only bare file names are allowed"
     if name in (".", "..") or name.startswith("."):
-        return f"file name {name!r} is not allowed"
+        return f"file name {_shown(name)} is not allowed"
     if any(ord(ch) < 32 or ord(ch) == 127 for ch in name):
-        return f"file name {name!r} contains control characters"
+        return f"file name {_shown(name)} contains control characters"
     if _SURROGATE.search(name):
-        return f"file name {name!r} is not valid Unicode text"
+        return f"file name {_shown(name)} is not valid Unicode text"
     if len(name.encode("utf-8")) > 255:
         return "file name longer than 255 bytes"
     return None
@@ -165,8 +171,8 @@ def _check_url(url: str) -> str | None:
     except ValueError as exc:
         return f"malformed URL ({exc})"
     if parts.scheme.lower() not in ("http", "https"):
-        shown = parts.scheme or url[:20]
-        return f"URL must be http(s), got {shown!r}"
+        # Only the scheme is shown: text without one may be the tail of a signed URL cut apart.
+        return f"URL must be http(s), got {parts.scheme!r}" if parts.scheme else "URL must start with http(s)://"
     if not parts.hostname:
         return "URL has no host"
     if any(ch.isspace() or ord(ch) < 32 for ch in url):
@@ -176,43 +182,58 @@ def _check_url(url: str) -> str | None:
     return None
 
 
+_HTML_START = re.compile(r"\s*(<!--.*?-->\s*)*<(!doctype\s+html|html|head|body)\b", re.I | re.S)
+HTML_PAGE = "this is an HTML page, not the links file; save the file the page links to"
+
+
 def parse_links_text(text: str, source: str = "<links>") -> LinksFile:
-    """Parse the links file content; raise LinksFileError naming every bad line."""
+    """Parse the links file content; raise LinksFileError naming every bad line (or once: a saved web page)."""
     if text.startswith("\ufeff"):
         text = text[1:]
+    if _HTML_START.match(text[:4096]):
+        raise LinksFileError(source, [(None, HTML_PAGE)])
     problems: list[tuple[int | None, str]] = []
     entries: list[LinkEntry] = []
     seen: dict[str, int] = {}
+    for number, fields in _content_lines(text):
+        problem = _row_problem(fields, seen)
+        if problem:
+            problems.append((number, problem))
+            continue
+        seen[fields[0]] = number
+        entries.append(LinkEntry(name=fields[0], url=fields[1], line=number))
+    if not entries and not problems:
+        problems.append((None, "no links found (expected lines 'NAME<TAB>URL' after a 'file_name<TAB>cdn_link' header)"))
+    if problems:
+        raise LinksFileError(source, problems)
+    return LinksFile(path=source, entries=entries)
+
+
+def _content_lines(text: str) -> Iterator[tuple[int, list[str]]]:
+    """(line number, fields) of every non-blank line but a leading header."""
     first_content = True
     # Only CR/LF end lines (as editors count them); str.splitlines would also split on \f, \x1c, \x85 ...
     for number, raw in enumerate(re.split(r"\r\n|\r|\n", text), start=1):
         line = raw.strip()
         if not line:
             continue
-        fields = line.split("\t") if "\t" in line else line.split()
-        fields = [f.strip() for f in fields]
+        fields = [f.strip() for f in (line.split("\t") if "\t" in line else line.split())]
         if first_content:
             first_content = False
             if tuple(f.lower() for f in fields) == HEADER:
                 continue
-        if len(fields) != 2 or not fields[0] or not fields[1]:
-            problems.append((number, f"expected 'NAME<TAB>URL', got {len(fields)} field(s): {_shorten(line)!r}"))
-            continue
-        name, url = fields
-        problem = _check_name(name) or _check_url(url)
-        if problem:
-            problems.append((number, problem))
-            continue
-        if name in seen:
-            problems.append((number, f"duplicate file name {name!r} (first on line {seen[name]})"))
-            continue
-        seen[name] = number
-        entries.append(LinkEntry(name=name, url=url, line=number))
-    if not entries and not problems:
-        problems.append((None, "no links found (expected lines 'NAME<TAB>URL' after a 'file_name<TAB>cdn_link' header)"))
-    if problems:
-        raise LinksFileError(source, problems)
-    return LinksFile(path=source, entries=entries)
+        yield number, fields
+
+
+def _row_problem(fields: list[str], seen: dict[str, int]) -> str | None:
+    """What is wrong with one row (None: a good ``NAME<TAB>URL``)."""
+    if len(fields) != 2 or not fields[0] or not fields[1]:
+        return f"expected 'NAME<TAB>URL', got {len(fields)} field(s){_damaged_line(fields)}"
+    name, url = fields
+    problem = _check_name(name) or _check_url(url)
+    if problem is None and name in seen:
+        return f"duplicate file name {_shown(name)} (first on line {seen[name]})"
+    return problem
 
 
 def parse_links(path: Path | str) -> LinksFile:
@@ -237,6 +258,31 @@ def parse_links(path: Path | str) -> LinksFile:
     return parse_links_text(text, str(path))
 
 
-def _shorten(text: str, limit: int = 60) -> str:
-    text = redact_url(text) if "://" in text else text
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+_PLAIN_FILE_NAME = re.compile(r"[\w-]+(\.[\w-]+)*\.[A-Za-z][\w]{0,7}")
+
+
+def _damaged_line(fields: list[str]) -> str:
+    """How a line that is not NAME<TAB>URL is shown: its first field when that is a plain file name, never the
+    rest. A signed URL cut apart leaves bare pieces of its signature with no ``oh=`` left to redact them by."""
+    first = fields[0] if fields else ""
+    shown = f" starting {first!r}" if _PLAIN_FILE_NAME.fullmatch(first) and len(first) <= 80 else ""
+    hidden = len(fields) > 1 or not shown
+    return shown + ("; the rest is not shown (it may hold part of a signed URL)" if hidden else "")
+
+
+META_HOST = re.compile(r"(^|\.)fbcdn\.net$", re.I)
+
+
+def cut_link_warnings(links: LinksFile) -> list[str]:
+    """``file:line`` warnings for Meta links without their expiry (``oe``) or signature (``oh``): a line cut off
+    partway, which the CDN will refuse. Names and lines only, never the URL."""
+    warnings = []
+    for entry in links.entries:
+        if not META_HOST.search(urlsplit(entry.url).hostname or ""):
+            continue
+        keys = {key for key, _value in parse_qsl(urlsplit(entry.url).query, keep_blank_values=True)}
+        lacking = [f"'{key}'" for key in ("oe", "oh") if key not in keys]
+        if lacking:
+            warnings.append(f"{links.path}:{entry.line}: {entry.name}: Meta link without {' and '.join(lacking)} "
+                            "(cut off partway?); the CDN will refuse it: copy the line again from Meta's file")
+    return warnings

@@ -6,7 +6,6 @@ position, so a host keeps the same parts when a fresh links file is used.
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -26,11 +25,11 @@ class Shard:
         return f"{self.index}/{self.count}"
 
 
-def parse_shard(spec: str | None, env: Mapping[str, str] | None = None) -> Shard | None:
-    """``K/N`` (0-based K) or ``auto`` (Slurm array / Kubernetes indexed job)."""
+def parse_shard(spec: str | None, env: Mapping[str, str]) -> Shard | None:
+    """``K/N`` (0-based K) or ``auto`` (Slurm array / Kubernetes indexed job, from ``env``: the cli passes the
+    process environment in)."""
     if spec is None or spec == "":
         return None
-    env = os.environ if env is None else env
     if spec.strip().lower() == "auto" or spec.strip().lower().startswith("auto/"):
         return _auto_shard(spec.strip(), env)
     match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", spec)
@@ -84,37 +83,34 @@ def parse_parts_spec(spec: str, links: LinksFile) -> list[LinkEntry]:
         item = raw.strip()
         if not item:
             continue
-        range_match = _RANGE.match(item)
-        if range_match:
-            low, high = int(range_match.group(1)), int(range_match.group(2))
-            if low > high:
-                raise UsageError(f"--parts: range {item!r} is backwards")
-            for index in range(low, high + 1):
-                if index in by_index:
-                    chosen[by_index[index].name] = by_index[index]
-                else:
-                    missing.append(f"sa_{index:06d}.tar")
-            continue
-        if item.isdigit():
-            index = int(item)
-            if index in by_index:
-                chosen[by_index[index].name] = by_index[index]
+        for wanted, entry in _resolve_item(item, by_name, by_index):
+            if entry is None:
+                missing.append(wanted)
             else:
-                missing.append(f"sa_{index:06d}.tar")
-            continue
-        name = item
-        if name not in by_name and PART_NAME.match(name + ".tar"):
-            name += ".tar"
-        if name in by_name:
-            chosen[name] = by_name[name]
-        else:
-            missing.append(item)
+                chosen[entry.name] = entry
     if missing:
         shown = ", ".join(missing[:10]) + (f" and {len(missing) - 10} more" if len(missing) > 10 else "")
         raise UsageError(f"--parts: not in the links file {links.path}: {shown}")
     if not chosen:
         raise UsageError(f"--parts {spec!r} selects nothing")
     return sorted(chosen.values(), key=lambda e: e.name)
+
+
+def _resolve_item(item: str, by_name: dict[str, LinkEntry],
+                  by_index: dict[int, LinkEntry]) -> list[tuple[str, LinkEntry | None]]:
+    """(what was asked for, its row or None) for one item of a --parts spec: a range, a number or a name."""
+    range_match = _RANGE.match(item)
+    if range_match:
+        low, high = int(range_match.group(1)), int(range_match.group(2))
+        if low > high:
+            raise UsageError(f"--parts: range {item!r} is backwards")
+        return [(f"sa_{index:06d}.tar", by_index.get(index)) for index in range(low, high + 1)]
+    if item.isdigit():
+        return [(f"sa_{int(item):06d}.tar", by_index.get(int(item)))]
+    name = item
+    if name not in by_name and PART_NAME.match(name + ".tar"):
+        name += ".tar"
+    return [(item, by_name.get(name))]
 
 
 def shard_of(entry_name: str, position: int, shard: Shard) -> bool:

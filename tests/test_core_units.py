@@ -117,12 +117,12 @@ def test_parts_spec_numbers_ranges_names_and_extras() -> None:
 
 def test_shards_partition_the_parts_by_number() -> None:
     links = parse_links_text(links_text(10))
-    shards = [[e.name for e in select(links, None, parse_shard(f"{k}/3"))] for k in range(3)]
+    shards = [[e.name for e in select(links, None, parse_shard(f"{k}/3", {}))] for k in range(3)]
     assert sorted(sum(shards, [])) == [e.name for e in links.parts]
     assert shards[1] == ["sa_000001.tar", "sa_000004.tar", "sa_000007.tar"]
     # a fresh links file (other rows, other order) keeps each part on its host
     reordered = parse_links_text("\n".join(reversed(links_text(12).splitlines()[1:])))
-    assert set(shards[1]) <= {e.name for e in select(reordered, None, parse_shard("1/3"))}
+    assert set(shards[1]) <= {e.name for e in select(reordered, None, parse_shard("1/3", {}))}
 
 
 @pytest.mark.parametrize("env, expected", [
@@ -223,7 +223,8 @@ def test_every_option_has_an_sa1b_environment_variable() -> None:
     for name, command in _commands().items():
         for param in command.params:
             if isinstance(param, click.Option) and param.name != "help":
-                assert param.envvar and str(param.envvar).startswith("SA1B_"), f"{name} {param.opts}"
+                names = [param.envvar] if isinstance(param.envvar, str) else list(param.envvar or [])
+                assert names and all(n.startswith("SA1B_") for n in names), f"{name} {param.opts}"
 
 
 def test_every_command_has_help() -> None:

@@ -89,7 +89,7 @@ def test_cli_inspects_an_expired_file(tmp_path: Path) -> None:
     expired = datetime.now(timezone.utc) - timedelta(days=3, hours=1)
     rows = {f"sa_{i:06d}.tar": _url(f"An{i}", expired) for i in range(2)}
     result = _run("links", str(_write(tmp_path / "links.txt", rows)))
-    assert result.exit_code == ExitStatus.OK
+    assert result.exit_code == ExitStatus.LINKS_EXPIRED  # as the help says (issue 15 item 8; it was 0)
     assert "(expired 3 days ago)" in result.stdout
     assert "2: sa_000000.tar, sa_000001.tar" in result.stdout
     assert "all 2 links have expired (expired 3 days ago): get a fresh links file" in result.stderr
