@@ -1,0 +1,247 @@
+"""Reading one part for an export: which of its samples the subset keeps, and where their bytes are.
+
+A gzip part is inflated once through :mod:`sa1b_cli.tarwalk`; the members the subset keeps are
+copied, in the order they come, into one spill file (``OUT/.sa1b-export/parts/<part>.spill``).
+Meta's parts hold each image's ``.jpg`` and ``.json`` far apart, so the shards, which want them
+side by side and sorted, are written from the spill afterwards (the kernel's page cache usually
+still holds it). An extracted part needs no spill: its files are read where they are.
+
+The part's index (its kept samples with offsets and sizes) is written atomically once the spill is
+on disk; an index file is the proof that the part was read, so a killed export reads again only
+the parts without one.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from sa1b_cli.store.layout import PartFiles, part_file_locations
+from sa1b_cli.export.plan import SAMPLE_NAME, Sample, Subset
+from sa1b_cli.store.atomic import atomic_write_json, read_json
+from sa1b_cli.store.paths import RootPaths, part_stem
+from sa1b_cli.tarwalk import TarReader, TarRefused, open_part_stream
+
+TAR = "tar"
+EXTRACTED = "extracted"
+INDEX_VERSION = 1
+
+
+class PartUnreadable(Exception):
+    """A part could not be read for the export (a refused or truncated tar, a missing file)."""
+
+
+class Stopped(Exception):
+    """The export was asked to stop while the part was read."""
+
+
+@dataclass
+class PartIndex:
+    """What an export keeps of one part: its samples sorted by id, and what it left out."""
+
+    part: str
+    source: str  # TAR (bytes in the spill file) or EXTRACTED (the part's files)
+    samples: list[Sample] = field(default_factory=list)
+    listed_found: list[int] = field(default_factory=list)  # ids of --ids seen in the part
+    unpaired: list[str] = field(default_factory=list)  # an image without annotation or the reverse
+    other: int = 0  # members that are not sa_<id>.jpg / .json
+    unreadable: list[str] = field(default_factory=list)  # annotations that are not JSON (mask filter)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"version": INDEX_VERSION, "part": self.part, "source": self.source,
+                "samples": [[s.image_id, s.jpg_offset, s.jpg_size, s.json_offset, s.json_size] for s in self.samples],
+                "listed_found": self.listed_found, "unpaired": self.unpaired, "other": self.other,
+                "unreadable": self.unreadable}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> "PartIndex | None":
+        """The index read back; None when it is not one this version wrote (then the part is read again)."""
+        if not isinstance(data, dict) or data.get("version") != INDEX_VERSION:
+            return None
+        try:
+            part = str(data["part"])
+            samples = [Sample(int(i), part, int(a), int(b), int(c), int(d)) for i, a, b, c, d in data["samples"]]
+            return cls(part, str(data["source"]), samples, [int(i) for i in data["listed_found"]],
+                       unpaired=[str(n) for n in data["unpaired"]], other=int(data["other"]),
+                       unreadable=[str(n) for n in data["unreadable"]])
+        except (KeyError, TypeError, ValueError):
+            return None
+
+
+@dataclass(frozen=True)
+class PartSource:
+    """Where one part is read from: its tar (and the spill it is copied into) or its extracted files."""
+
+    name: str
+    kind: str
+    tar: Path | None = None
+    files: PartFiles | None = None
+
+    def index_path(self, work: Path) -> Path:
+        return work / "parts" / f"{part_stem(self.name)}.json"
+
+    def spill_path(self, work: Path) -> Path:
+        return work / "parts" / f"{part_stem(self.name)}.spill"
+
+    def paths_of(self, sample: Sample, work: Path) -> tuple[Path, Path]:
+        """(the file holding the image, the file holding the annotation)."""
+        if self.kind == TAR:
+            spill = self.spill_path(work)
+            return spill, spill
+        assert self.files is not None
+        return self.files.path_of(f"sa_{sample.image_id}.jpg"), self.files.path_of(f"sa_{sample.image_id}.json")
+
+
+def extracted_source(paths: RootPaths, name: str) -> PartSource | None:
+    """The part's extracted files, when its extraction's manifest is there."""
+    files = part_file_locations(paths, None, name)
+    return PartSource(name, EXTRACTED, files=files) if files.entries() is not None else None
+
+
+def load_index(source: PartSource, work: Path) -> PartIndex | None:
+    """The part's index from an earlier run, when it is complete (and its spill still there)."""
+    index = PartIndex.from_dict(read_json(source.index_path(work)))
+    if index is None or index.part != source.name or index.source != source.kind:
+        return None
+    return index
+
+
+def read_part(source: PartSource, work: Path, subset: Subset, stop: threading.Event,
+              on_file: Any = None) -> PartIndex:
+    """Read the part, keep what ``subset`` wants (``--sample N`` is applied later, over all parts),
+    and write its index; ``on_file(nbytes)`` is called per member read. Raises PartUnreadable."""
+    if source.kind == TAR:
+        index = _read_tar(source, work, subset, stop, on_file)
+    else:
+        index = _read_extracted(source, subset, stop, on_file)
+    atomic_write_json(source.index_path(work), index.to_dict())
+    return index
+
+
+class _Collector:
+    """The halves of samples as members come in, in any order."""
+
+    def __init__(self, part: str, subset: Subset) -> None:
+        self.index = PartIndex(part, "")
+        self.subset = subset
+        self.halves: dict[int, dict[str, tuple[int, int]]] = {}
+        self.dropped: set[int] = set()
+
+    def wanted(self, name: str) -> tuple[int, str] | None:
+        match = SAMPLE_NAME.match(name)
+        if match is None:
+            self.index.other += 1
+            return None
+        image_id = int(match.group(1))
+        if self.subset.ids is not None and image_id in self.subset.ids and match.group(2) == "jpg":
+            self.index.listed_found.append(image_id)
+        if not self.subset.wants(image_id) or image_id in self.dropped:
+            return None
+        return image_id, match.group(2)
+
+    def annotation(self, image_id: int, data: bytes, name: str) -> bool:
+        """Apply the mask filter to an annotation's bytes; False when the sample is left out."""
+        try:
+            masks = len(orjson.loads(data)["annotations"])
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            self.index.unreadable.append(name)
+            masks = -1
+        if masks < 0 or not self.subset.masks_ok(masks):
+            self.dropped.add(image_id)
+            self.halves.pop(image_id, None)
+            return False
+        return True
+
+    def add(self, image_id: int, kind: str, offset: int, size: int) -> None:
+        if image_id not in self.dropped:
+            self.halves.setdefault(image_id, {})[kind] = (offset, size)
+
+    def finish(self, kind: str) -> PartIndex:
+        index = self.index
+        index.source = kind
+        for image_id in sorted(self.halves):
+            halves = self.halves[image_id]
+            if "jpg" in halves and "json" in halves:
+                (jpg_offset, jpg_size), (json_offset, json_size) = halves["jpg"], halves["json"]
+                index.samples.append(Sample(image_id, index.part, jpg_offset, jpg_size, json_offset, json_size))
+            else:
+                index.unpaired.append(f"sa_{image_id}.{'json' if 'jpg' in halves else 'jpg'}")
+        index.listed_found.sort()
+        return index
+
+
+def _read_tar(source: PartSource, work: Path, subset: Subset, stop: threading.Event, on_file: Any) -> PartIndex:
+    assert source.tar is not None
+    collector = _Collector(source.name, subset)
+    spill = source.spill_path(work)
+    spill.parent.mkdir(parents=True, exist_ok=True)
+    offset = 0
+    try:
+        with open(source.tar, "rb") as raw:
+            stream, compressed = open_part_stream(raw)
+            with stream:
+                reader = TarReader(stream, compressed=compressed)
+                fd = os.open(spill, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+                try:
+                    for member in reader.members():
+                        if stop.is_set():
+                            raise Stopped()
+                        wanted = None if member.is_dir else collector.wanted(member.name)
+                        if wanted is not None:
+                            offset += _spill_member(reader, member, fd, wanted, collector, offset)
+                        if on_file is not None and not member.is_dir:
+                            on_file(member.size)
+                    reader.finish()
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+    except TarRefused as exc:
+        raise PartUnreadable(f"{source.name}: {exc}") from None
+    except OSError as exc:
+        raise PartUnreadable(f"{source.name}: cannot read or spill: {exc}") from None
+    return collector.finish(TAR)
+
+
+def _spill_member(reader: TarReader, member: Any, fd: int, wanted: tuple[int, str], collector: _Collector,
+                  offset: int) -> int:
+    """Copy one kept member to the spill; the bytes written (0 when the mask filter drops it)."""
+    image_id, kind = wanted
+    if kind == "json" and collector.subset.needs_masks:
+        data = reader.read(member)
+        if not collector.annotation(image_id, data, member.name):
+            return 0
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    else:
+        reader.copy_to(member, fd)
+    collector.add(image_id, kind, offset, member.size)
+    return member.size
+
+
+def _read_extracted(source: PartSource, subset: Subset, stop: threading.Event, on_file: Any) -> PartIndex:
+    assert source.files is not None
+    collector = _Collector(source.name, subset)
+    for entry in source.files.entries() or []:
+        if stop.is_set():
+            raise Stopped()
+        if on_file is not None:
+            on_file(entry.size)
+        wanted = collector.wanted(entry.name)
+        if wanted is None:
+            continue
+        image_id, kind = wanted
+        if kind == "json" and subset.needs_masks:
+            try:
+                data = source.files.path_of(entry.name).read_bytes()
+            except OSError as exc:
+                raise PartUnreadable(f"{source.name}: {entry.name}: {exc}") from None
+            if not collector.annotation(image_id, data, entry.name):
+                continue
+        collector.add(image_id, kind, 0, entry.size)
+    return collector.finish(EXTRACTED)

@@ -1,0 +1,369 @@
+"""``sa1b export``: parts read in parallel, shards written in order, resumable, with a receipt.
+
+Parts are read by a pool of threads (ISA-L inflates outside the GIL); the calling thread cuts the
+samples, in order, into shards and writes each as soon as the parts it needs are read, then deletes
+the spills no later shard needs, so the disk holds about ``jobs`` parts' worth of spill at a time.
+
+Everything the run knows sits in ``OUT/.sa1b-export/``: the settings (a second export with other
+settings into the same OUT is refused), each part's index, each shard's record, a lock. A run
+killed at any point is resumed by running it again: parts with an index are not read again,
+shards with a record are kept, and the plan, a pure function of the settings and the indices,
+cuts the same shards. ``OUT/sa1b-export.json`` (the receipt) is written last.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sa1b_cli import __version__
+from sa1b_cli.errors import ExitStatus, Sa1bError, UsageError
+from sa1b_cli.events import NullReporter, Reporter
+from sa1b_cli.export import read
+from sa1b_cli.export.plan import Sample, Settings, ShardPlan, Subset, cut_shards
+from sa1b_cli.export.read import PartIndex, PartSource, PartUnreadable
+from sa1b_cli.export.shards import (
+    ShardRecord,
+    finished_record,
+    write_folder_chunk,
+    write_sha256_manifest,
+    write_tar_shard,
+    write_wids_index,
+)
+from sa1b_cli.extract import select_parts
+from sa1b_cli.selection import Shard
+from sa1b_cli.store.atomic import atomic_write_json, read_json, utc_now_iso
+from sa1b_cli.store.locks import LockKeeper, PartLock
+from sa1b_cli.store.parts import part_state
+from sa1b_cli.store.paths import RootPaths
+from sa1b_cli.store.receipts import DownloadReceipt, ReceiptStore
+
+RECEIPT_NAME = "sa1b-export.json"
+RECEIPT_SCHEMA = 1
+WORK_DIR = ".sa1b-export"
+SOURCES = ("auto", "tars", "extracted")
+
+
+class ExportConflict(UsageError):
+    """OUT holds (part of) an export made with other settings."""
+
+
+class ExportFailed(Sa1bError):
+    """A part could not be read; the shards written so far are kept for the rerun."""
+
+    exit_status = ExitStatus.PARTS_FAILED
+
+
+@dataclass(frozen=True)
+class ExportRequest:
+    """What the user asked for (the command's options, parsed)."""
+
+    out: Path
+    format: str = "webdataset"
+    parts_spec: str | None = None
+    shard: Shard | None = None
+    source: str = "auto"
+    subset: Subset = field(default_factory=Subset)
+    shard_size: int | None = None
+    samples_per_shard: int | None = None
+    jobs: int = 2
+    dry_run: bool = False
+
+
+@dataclass
+class ExportResult:
+    """A finished (or planned, with ``dry_run``) export."""
+
+    out: Path
+    settings: Settings
+    records: list[ShardRecord] = field(default_factory=list)
+    parts_read: int = 0
+    shards_written: int = 0
+    shards_kept: int = 0
+    ids_missing: list[int] = field(default_factory=list)
+    skipped_parts: list[dict[str, str]] = field(default_factory=list)
+    unpaired: list[str] = field(default_factory=list)
+    other_members: int = 0
+    already: bool = False
+    seconds: float = 0.0
+    estimate: dict[str, Any] | None = None  # --dry-run: what the export would hold
+
+    @property
+    def samples(self) -> int:
+        return sum(r.samples for r in self.records)
+
+    @property
+    def bytes(self) -> int:
+        return sum(r.size for r in self.records)
+
+    @property
+    def exit_status(self) -> ExitStatus:
+        return ExitStatus.INCOMPLETE if self.ids_missing else ExitStatus.OK
+
+    def summary(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "out": str(self.out), "format": self.settings.format, "parts": len(self.settings.parts),
+            "samples": self.samples, "bytes": self.bytes, "shards": len(self.records),
+            "shards_written": self.shards_written, "shards_kept": self.shards_kept, "parts_read": self.parts_read,
+            "already": self.already, "ids_missing": self.ids_missing[:1000], "ids_missing_count": len(self.ids_missing),
+            "skipped_parts": self.skipped_parts, "unpaired": self.unpaired[:1000], "other_members": self.other_members,
+            "subset": self.settings.subset.describe(), "seconds": round(self.seconds, 3),
+            "exit_code": int(self.exit_status),
+        }
+        if self.estimate is not None:
+            data = {"out": str(self.out), "format": self.settings.format, "parts": len(self.settings.parts),
+                    "dry_run": True, **self.estimate, "skipped_parts": self.skipped_parts,
+                    "subset": self.settings.subset.describe(), "exit_code": 0}
+        return data
+
+
+def choose_sources(paths: RootPaths, names: list[str], source: str) -> tuple[list[PartSource], list[dict[str, str]]]:
+    """Each part's source (its checked tar, or its extracted files) and the parts that cannot be read.
+
+    Only parts whose download receipt still holds (``part_state(...).downloaded``) are read; ``auto``
+    reads the tar when it is there and the extracted files when the tar was removed after extraction.
+    """
+    if source not in SOURCES:
+        raise UsageError(f"unknown --from {source!r}; one of {', '.join(SOURCES)}")
+    receipts = ReceiptStore(paths)
+    chosen: list[PartSource] = []
+    skipped: list[dict[str, str]] = []
+    for name in names:
+        state = part_state(receipts, name)
+        if not state.downloaded:
+            skipped.append({"part": name, "reason": state.download_problem or "no download receipt"})
+            continue
+        extracted = read.extracted_source(paths, name) if state.extracted and source != "tars" else None
+        if source == "extracted" or (source == "auto" and state.tar.size is None):
+            if extracted is None:
+                skipped.append({"part": name, "reason": "not extracted (no extraction manifest)"})
+                continue
+            chosen.append(extracted)
+        elif state.tar.size is not None:
+            chosen.append(PartSource(name, read.TAR, tar=paths.tar(name)))
+        else:
+            skipped.append({"part": name, "reason": "its tar was removed"})
+    return chosen, skipped
+
+
+def export(paths: RootPaths, request: ExportRequest, reporter: Reporter | None = None) -> ExportResult:
+    """Run (or with ``dry_run`` only plan) the export ``request`` of ROOT's parts."""
+    reporter = reporter or NullReporter()
+    started = time.monotonic()
+    sources, skipped = choose_sources(paths, select_parts(paths, request.parts_spec, request.shard), request.source)
+    if not sources:
+        raise UsageError(f"nothing to export: no downloaded part under {paths.root} matches"
+                         + (f" --parts {request.parts_spec}" if request.parts_spec else ""))
+    settings = Settings(request.format, tuple(s.name for s in sources), request.subset,
+                        request.shard_size, request.samples_per_shard)
+    if request.dry_run:
+        from sa1b_cli.export.estimate import estimate
+
+        return ExportResult(request.out, settings, skipped_parts=skipped, estimate=estimate(paths, sources, settings))
+    out, work = request.out, request.out / WORK_DIR
+    work.mkdir(parents=True, exist_ok=True)
+    lock = PartLock(work / "lock")
+    with LockKeeper() as keeper:
+        lock.acquire()
+        keeper.add("export", lock)
+        previous = _check_settings(out, work, settings)
+        if previous is not None:
+            return _from_receipt(out, settings, previous, skipped)
+        run = _Run(paths, out, settings, sources, request.jobs, reporter)
+        result = run.execute()
+        result.skipped_parts, result.seconds = skipped, time.monotonic() - started
+        _write_receipt(out, result, sources)
+        _clear_work(work)
+    try:
+        work.rmdir()
+    except OSError:
+        pass
+    return result
+
+
+def _canonical(settings: Settings) -> dict[str, Any]:
+    return json.loads(json.dumps(settings.describe()))
+
+
+def _check_settings(out: Path, work: Path, settings: Settings) -> dict[str, Any] | None:
+    """Refuse OUT when it holds another export; the finished receipt when this one is done already."""
+    wanted = _canonical(settings)
+    receipt = read_json(out / RECEIPT_NAME)
+    if isinstance(receipt, dict):
+        if receipt.get("settings") != wanted:
+            raise ExportConflict(f"{out} holds an export with other settings ({out / RECEIPT_NAME}); "
+                                 "export into another folder, or remove that one first")
+        return receipt
+    recorded = read_json(work / "settings.json")
+    if recorded is None:
+        atomic_write_json(work / "settings.json", wanted)
+    elif recorded != wanted:
+        raise ExportConflict(f"{out} holds an unfinished export with other settings ({work / 'settings.json'}); "
+                             "run that export again to finish it, or export into another folder")
+    for leftover in out.glob(".sa1b-*.tar.partial"):
+        leftover.unlink(missing_ok=True)
+    return None
+
+
+def _from_receipt(out: Path, settings: Settings, receipt: dict[str, Any], skipped: list[dict[str, str]]) -> ExportResult:
+    records = [r for r in (ShardRecord.from_dict({**d, "files": None}) for d in receipt.get("shards", [])) if r]
+    return ExportResult(out, settings, records, shards_kept=len(records), already=True,
+                        ids_missing=list(receipt.get("ids_missing", [])), skipped_parts=skipped)
+
+
+class _Run:
+    """One export's work: the read pool, the writer, the spills."""
+
+    def __init__(self, paths: RootPaths, out: Path, settings: Settings, sources: list[PartSource], jobs: int,
+                 reporter: Reporter) -> None:
+        self.out, self.work, self.settings, self.reporter = out, out / WORK_DIR, settings, reporter
+        self.receipts = ReceiptStore(paths)
+        self.sources = {s.name: s for s in sources}
+        self.jobs = jobs
+        self.indices: dict[str, PartIndex] = {}
+        self.futures: dict[str, Future[PartIndex]] = {}
+        self.stop = threading.Event()
+        self.result = ExportResult(out, settings)
+
+    def execute(self) -> ExportResult:
+        for source in self.sources.values():
+            index = read.load_index(source, self.work)
+            if index is not None:
+                self.indices[source.name] = index
+        if self.settings.format == "folders":
+            (self.out / "images").mkdir(parents=True, exist_ok=True)
+            (self.out / "annotations").mkdir(parents=True, exist_ok=True)
+        progress = self.reporter.files("export", self._files_to_read())
+        try:
+            with ThreadPoolExecutor(self.jobs, thread_name_prefix="sa1b-export") as pool, \
+                    ThreadPoolExecutor(1, thread_name_prefix="sa1b-md5") as helper:
+                for name, source in self.sources.items():
+                    if name not in self.indices:
+                        self.futures[name] = pool.submit(read.read_part, source, self.work, self.settings.subset,
+                                                         self.stop, lambda n: progress.advance(1, n))
+                try:
+                    self._write_all(helper)
+                except BaseException:
+                    self.stop.set()
+                    pool.shutdown(wait=True, cancel_futures=True)
+                    raise
+        finally:
+            progress.close()
+        return self._finish()
+
+    def _files_to_read(self) -> int | None:
+        """Members of the parts still to read (the progress total), from their receipts and manifests."""
+        total = 0
+        for name, source in self.sources.items():
+            if name in self.indices:
+                continue
+            if source.files is not None:
+                total += len(source.files.entries() or [])
+            else:
+                receipt = self.receipts.read(DownloadReceipt, name)
+                total += (receipt.images or 0) + (receipt.annotations or 0) if receipt is not None else 0
+        return total or None
+
+    def _index(self, name: str) -> PartIndex:
+        index = self.indices.get(name)
+        if index is None:
+            try:
+                index = self.futures[name].result()
+            except PartUnreadable as exc:
+                raise ExportFailed(f"{exc}; the shards written so far are kept: run the export again once "
+                                   "the part is fixed (sa1b verify / download)") from None
+            self.indices[name] = index
+            self.result.parts_read += 1
+            self.reporter.event("part", f"{name}: {len(index.samples)} samples kept", part=name,
+                                samples=len(index.samples))
+            if not index.samples:
+                self._release(name)
+        return index
+
+    def _samples(self) -> Any:
+        chosen: set[int] | None = None
+        if self.settings.subset.count is not None:
+            candidates = [s.image_id for name in self.sources for s in self._index(name).samples]
+            chosen = self.settings.subset.chosen_by_count(candidates)
+        for name in self.sources:
+            for sample in self._index(name).samples:
+                if chosen is None or sample.image_id in chosen:
+                    yield sample
+
+    def _write_all(self, helper: ThreadPoolExecutor) -> None:
+        for plan in cut_shards(self._samples(), self.settings):
+            record = finished_record(self.out, self.work, plan)
+            if record is not None:
+                self.result.shards_kept += 1
+            else:
+                record = self._write(plan, helper)
+                self.result.shards_written += 1
+                self.reporter.event("shard", f"{record.name}: {record.samples} samples published", shard=record.name,
+                                    samples=record.samples, bytes=record.size)
+            self.result.records.append(record)
+            for part in {s.part for s in plan.samples} - {plan.samples[-1].part}:
+                self._release(part)  # part-major order: no later shard holds these parts' samples
+
+    def _write(self, plan: ShardPlan, helper: ThreadPoolExecutor) -> ShardRecord:
+        spills = {self.sources[p].spill_path(self.work) for p in {s.part for s in plan.samples}
+                  if self.sources[p].kind == read.TAR}
+        for part in {s.part for s in plan.samples}:
+            self._ensure_spill(part)
+        if self.settings.format == "folders":
+            return write_folder_chunk(self.out, self.work, plan, self._locate, spills)
+        return write_tar_shard(self.out, self.work, plan, self._locate, helper, spills)
+
+    def _ensure_spill(self, part: str) -> None:
+        """Read a part again when a shard still needs its spill and an earlier run deleted it."""
+        source = self.sources[part]
+        if source.kind == read.TAR and not source.spill_path(self.work).exists():
+            self.indices[part] = read.read_part(source, self.work, self.settings.subset, self.stop)
+
+    def _locate(self, sample: Sample) -> tuple[tuple[Path, int, int], tuple[Path, int, int]]:
+        jpg, annotation = self.sources[sample.part].paths_of(sample, self.work)
+        return (jpg, sample.jpg_offset, sample.jpg_size), (annotation, sample.json_offset, sample.json_size)
+
+    def _release(self, part: str) -> None:
+        self.sources[part].spill_path(self.work).unlink(missing_ok=True)
+
+    def _finish(self) -> ExportResult:
+        result = self.result
+        subset = self.settings.subset
+        indices = [self._index(name) for name in self.sources]
+        if subset.ids is not None:
+            found = {image_id for index in indices for image_id in index.listed_found}
+            result.ids_missing = sorted(subset.ids - found)
+        result.unpaired = [f"{i.part}: {name}" for i in indices for name in i.unpaired]
+        result.other_members = sum(i.other for i in indices)
+        if self.settings.format == "webdataset" and result.records:
+            write_wids_index(self.out, result.records)
+        write_sha256_manifest(self.out, result.records)
+        return result
+
+
+def _write_receipt(out: Path, result: ExportResult, sources: list[PartSource]) -> None:
+    atomic_write_json(out / RECEIPT_NAME, {
+        "schema": RECEIPT_SCHEMA, "kind": "sa1b-export", "sa1b_version": __version__, "time": utc_now_iso(),
+        "settings": _canonical(result.settings), "sources": {s.name: s.kind for s in sources},
+        "samples": result.samples, "bytes": result.bytes,
+        "shards": [{k: v for k, v in r.to_dict().items() if k != "files"} for r in result.records],
+        "ids_missing": result.ids_missing, "unpaired": result.unpaired, "other_members": result.other_members,
+        "skipped_parts": result.skipped_parts, "seconds": round(result.seconds, 3),
+    })
+
+
+def _clear_work(work: Path) -> None:
+    """Everything of the finished run but its lock (released by the caller)."""
+    for entry in work.iterdir():
+        if entry.name == "lock":
+            continue
+        if entry.is_dir():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
