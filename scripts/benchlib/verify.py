@@ -13,7 +13,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from sa1b_cli import verify as verify_core
-from sa1b_cli.extract import ManifestEntry, _write_manifest, ensure_layout, manifest_path
+from sa1b_cli.store.layout import ManifestEntry, ensure_layout, manifest_path, write_manifest
 from sa1b_cli.store.paths import RootPaths
 from sa1b_cli.store.receipts import ExtractReceipt, ReceiptStore
 
@@ -245,7 +245,7 @@ def _build_count_part(root: Path, k: int, pairs: int) -> None:
               "members": len(entries) + 1, "files": len(entries), "images": pairs, "annotations": pairs,
               "bytes": 6 * pairs}
     manifest = manifest_path(paths, name)
-    _write_manifest(manifest, header, entries)
+    write_manifest(manifest, header, entries)
     ReceiptStore(paths).write(ExtractReceipt(**header, manifest=str(manifest.relative_to(root)), tar_removed=True))
 
 
