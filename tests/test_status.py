@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -23,12 +25,14 @@ from sa1b_cli.errors import ExitStatus
 from sa1b_cli.integrity import check_part
 from sa1b_cli.links import parse_links_text
 from sa1b_cli.store.atomic import atomic_write_json
+from sa1b_cli.store.knowledge import record_part_list, record_run_rate, record_sizes
 from sa1b_cli.store.paths import RootPaths
 from sa1b_cli.store.receipts import DownloadReceipt, ExtractReceipt, ReceiptStore, Stage, VerifyReceipt
 from sa1b_cli.aria2_control import read_control_file
-from sa1b_cli.status import EXPECTED_PAIRS, collect_status
+from sa1b_cli.status import EXPECTED_PAIRS, collect_status, map_rows
 from sa1b_cli.testing.cdn import FakeCDN, Faults
 from sa1b_cli.testing.generator import PartInfo
+from sa1b_cli.testing.processes import run_sa1b
 
 PIECE = 1 << 20
 PARTIAL_NAME = "sa_000005.tar"
@@ -374,3 +378,98 @@ def test_status_writes_nothing_and_rejects_a_missing_root(busy_root: tuple[RootP
     missing = _run("status", "-d", str(paths.root / "nope"))
     assert missing.exit_code == ExitStatus.USAGE and "no such directory" in missing.stderr
     assert _run("status", "-d", str(paths.root), "--expected", "0").exit_code == ExitStatus.USAGE
+
+
+# --------------------------------------------------------------------------- how much is left, at a glance
+
+FAILURE = "link expired (HTTP 403); get a fresh links file"
+
+
+def _columns(text: str) -> str:
+    """Table output with every gap between columns made two spaces wide."""
+    return re.sub(r"(\S)  +", r"\1  ", text)
+
+
+def _job(paths: RootPaths, parts: int, downloaded: int, failed: int, size: int = 1000) -> list[str]:
+    """A ROOT a download worked on: the part list and every size recorded, ``downloaded`` parts done
+    (a tar of ``size`` bytes and its receipt), the next ``failed`` failed with one reason, a finished
+    run of 1,000 B/s recorded."""
+    names = [f"sa_{i:06d}.tar" for i in range(parts)]
+    store = ReceiptStore(paths)
+    paths.tars.mkdir(parents=True, exist_ok=True)
+    for name in names[:downloaded]:
+        paths.tar(name).write_bytes(b"x" * size)
+        store.write(DownloadReceipt(part=name, size=size))
+    for name in names[downloaded:downloaded + failed]:
+        store.write_failure(Stage.DOWNLOAD, name, FAILURE)
+    record_part_list(paths, names)
+    record_sizes(paths, {name: size for name in names})
+    record_run_rate(paths, 20_000, 20.0)
+    return names
+
+
+def test_without_links_status_knows_the_whole_job_from_what_runs_recorded(tmp_path: Path) -> None:
+    paths = RootPaths(tmp_path)
+    _job(paths, parts=60, downloaded=10, failed=7)
+    report = collect_status(paths)
+    assert report.links_path is None and report.part_total == len(report.parts) == 60
+    assert report.counts["pending"] == 43 and report.remaining_bytes == 50_000 and report.total_bytes == 60_000
+    assert report.eta == (pytest.approx(50.0), "everything left to fetch, at the last runs' average rate")
+
+    result = run_sa1b("status", "-d", tmp_path)
+    assert result.returncode == ExitStatus.OK, result.stderr
+    out = _columns(result.stdout)
+    assert "10 of 60 parts downloaded, 9.8 KiB of 58.6 KiB (16.7%)" in out
+    assert "to fetch  48.8 KiB" in out and "the last runs averaged 1000 B/s" in out and "50s (everything left" in out
+    assert "7 parts: sa_000010.tar … sa_000016.tar  download failed" in out and f"download: {FAILURE}" in out
+    assert "sa_000012.tar" not in out, "one row for the seven parts that failed alike"
+    assert f"sa_000000 +  {'D' * 10}{'F' * 7}{'.' * 33}" in out and f"sa_000050 +  {'.' * 10}" in out, "the map, 50 a row"
+    assert "legend  D downloaded 10, F download failed 7, . pending 43" in out
+
+    everything = _columns(run_sa1b("status", "-d", tmp_path, "--all").stdout)
+    assert all(f"sa_{i:06d}.tar  download failed" in everything for i in range(10, 17)), "--all: each part"
+    [record] = [json.loads(line) for line in run_sa1b("status", "-d", tmp_path, "--json").stdout.splitlines()]
+    assert record["part_total"] == 60 and record["total_bytes"] == 60_000 and record["past_rate_bytes_per_s"] == 1000.0
+    assert sum(p["download_failure"] == FAILURE for p in record["parts"]) == 7, "--json: each part"
+
+
+def test_map_on_request_for_a_small_job(tmp_path: Path) -> None:
+    paths = RootPaths(tmp_path)
+    _job(paths, parts=4, downloaded=1, failed=0)
+    assert "legend" not in run_sa1b("status", "-d", tmp_path).stdout, "a small job is read part by part"
+    out = _columns(run_sa1b("status", "-d", tmp_path, "--map").stdout)
+    assert "sa_000000 +  D..." in out and "legend  D downloaded 1, . pending 3" in out
+
+
+def test_one_rate_and_one_eta_with_the_running_download(tmp_path: Path) -> None:
+    """The download's own rate and ETA (in its run file) are what status shows, not an ETA of its own."""
+    paths = RootPaths(tmp_path)
+    names = _job(paths, parts=3, downloaded=1, failed=0, size=10_000_000)
+    _write_run(paths, "here-1", rate_bytes_per_s=68_608.0, completed_bytes=10_000_000, total_bytes=30_000_000,
+               eta_seconds=470.0, active_parts=[{"name": names[1], "completed": 0, "total": 10_000_000, "speed": 68_608.0}])
+    report = collect_status(paths)
+    seconds, basis = report.eta
+    assert basis == "everything left to fetch, as the running download says" and 465 < seconds <= 470
+    out = _columns(run_sa1b("status", "-d", tmp_path).stdout)
+    assert "rate  67.0 KiB/s from 1 live run(s)" in out
+    assert re.search(r"ETA  7m(4\d|50)s \(everything left to fetch, as the running download says\)", out)
+
+
+def test_map_cells_are_coloured_on_a_terminal(tmp_path: Path) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    paths = RootPaths(tmp_path)
+    _job(paths, parts=3, downloaded=1, failed=1)
+    rows = map_rows(collect_status(paths), styled=True)
+    table = Table()
+    for column in ("from", "parts"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*row)
+    screen = io.StringIO()
+    Console(file=screen, force_terminal=True, color_system="standard", width=100).print(table)
+    coloured = screen.getvalue()
+    text = re.sub(r"\x1b\[[0-9;]*m", "", coloured)
+    assert "DF." in text and "legend" in text and "D downloaded 1, F download failed 1, . pending 1" in text
+    assert "\x1b[36mD" in coloured and "\x1b[31mF" in coloured, "downloaded cyan, failed red"

@@ -69,14 +69,18 @@ def manifest_command(root: Path, parts: str | None, shard: str | None, out_dir: 
 @env_option("--expected", command="status", type=click.IntRange(min=1), default=11_185_362,
             help="Image/annotation pairs the complete dataset holds.")
 @env_option("--all", "show_all", is_flag=True, default=False, help="List every part, not only those in progress or in trouble.")
+@env_option("--map", "show_map", is_flag=True, default=False,
+            help="One cell per part, by state (shown anyway for jobs of more than 50 parts).")
 @output_options
 @handles_errors
-def status_command(root: Path, links_path: Path | None, expected: int, show_all: bool, console: Console) -> ExitStatus:
+def status_command(root: Path, links_path: Path | None, expected: int, show_all: bool, show_map: bool,
+                   console: Console) -> ExitStatus:
     """Where the job stands, from the state files only: safe while downloads run, on any host.
 
     Per part: downloaded, partial (with %), downloading, failed (with the reason), extracted,
     verified. Totals: pairs extracted, bytes fetched and still to fetch, rate, ETA, link expiry.
-    Takes no lock and writes nothing. With --quiet: the totals on one line.
+    Takes no lock and writes nothing. With --quiet: the totals on one line. Parts that share a state and
+    a message are one row (--all, --json: each part).
 
     \b
     Examples:
@@ -98,6 +102,8 @@ def status_command(root: Path, links_path: Path | None, expected: int, show_all:
     if console.quiet:
         console.print_result("status: " + "; ".join(f"{item} {value}" for item, value in summary))
     console.print_table("sa1b status", ["item", "value"], summary)
+    if core.shows_map(report, show_map):
+        console.print_table("parts at a glance", ["from", "parts"], core.map_rows(report, styled=console.mode == "rich"))
     rows = core.part_rows(report, show_all)
     if rows:
         title = "parts" if show_all else "parts in progress or in trouble (--all lists every part)"
