@@ -82,6 +82,11 @@ class DownloadReceipt(_Receipt):
     checked_while_downloading: bool = False
     checked_while_extracting: bool = False
 
+    def to_dict(self) -> dict[str, Any]:
+        # Receipts before schema 1 proved a download with "complete": an older sa1b reading this one
+        # (a shared ROOT, a downgrade) must not take every part for not downloaded.
+        return {**super().to_dict(), "complete": True}
+
 
 @dataclass(frozen=True)
 class ExtractReceipt(_Receipt):
