@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from sa1b_cli.store.atomic import atomic_write_json
-from sa1b_cli.store.knowledge import known_sizes, read_knowledge, record_part_list, record_run_rate, record_sizes
+from sa1b_cli.store.knowledge import KEPT_RUNS, known_sizes, read_knowledge, record_part_list, record_run_rate, record_sizes
 from sa1b_cli.store.paths import RootPaths, host_tag
 
 WRITERS = 4
@@ -65,3 +65,12 @@ def test_an_unwritable_state_folder_never_stops_the_caller(tmp_path: Path) -> No
     record_sizes(paths, {"sa_000001.tar": 1})
     record_run_rate(paths, 10, 1.0)
     assert known_sizes(paths) == {}
+
+
+def test_a_file_keeps_the_last_runs_only(tmp_path: Path) -> None:
+    paths = RootPaths(tmp_path)
+    for index in range(KEPT_RUNS + 5):
+        record_run_rate(paths, 1000 * (index + 1), 1.0)
+    knowledge = read_knowledge(paths)
+    assert len(knowledge.runs) == KEPT_RUNS
+    assert knowledge.recent_rate() == sum(1000 * (i + 1) for i in range(KEPT_RUNS, KEPT_RUNS + 5)) / 5.0

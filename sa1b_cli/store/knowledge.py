@@ -24,6 +24,7 @@ from sa1b_cli.store.paths import RootPaths, host_tag
 from sa1b_cli.store.runs import as_float, as_int, scan
 
 RATE_RUNS = 5  # the ETA between runs uses the average rate of this many last runs
+KEPT_RUNS = 20  # a file keeps this many last runs (older ones tell nothing the ETA uses)
 
 
 @dataclass(frozen=True)
@@ -83,7 +84,8 @@ class Knowledge:
         record: dict[str, Any] = {
             "host": socket.gethostname(), "namespace": NAMESPACE,
             "sizes": {name: [size, self.size_times[name]] for name, size in sorted(self.sizes.items())},
-            "runs": [{"run": r.run, "ended": r.ended, "bytes": r.transferred_bytes, "seconds": r.seconds} for r in self.runs],
+            "runs": [{"run": r.run, "ended": r.ended, "bytes": r.transferred_bytes, "seconds": r.seconds}
+                     for r in sorted(self.runs, key=lambda r: r.ended)[-KEPT_RUNS:]],
         }
         if self.part_list is not None:
             record["part_list"] = {"names": self.part_list, "time": self.part_list_time}
