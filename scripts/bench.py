@@ -38,11 +38,12 @@ from benchlib.download import HTTPX_LOOP, DownloadBench
 from benchlib.e2e import EndToEndBench
 from benchlib.extract import ExtractBench
 from benchlib.report import NOT_JUDGED, Section, machine_info, markdown, targets_table, text_table
+from benchlib.resume import ResumeBench
 from benchlib.verify import NAIVE_CHECK, VerifyBench
 from sa1b_cli.testing.cdn import CDNProcess
 
 
-class Bench(DownloadBench, ExtractBench, VerifyBench, EndToEndBench):
+class Bench(DownloadBench, ResumeBench, ExtractBench, VerifyBench, EndToEndBench):
     """Every benchmark area over one set of generated parts, with the CDN running inside the ``with``."""
 
     def __init__(self, profile: Profile, workdir: Path, say: Callable[[str], None]) -> None:

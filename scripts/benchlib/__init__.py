@@ -2,7 +2,7 @@
 
 ``common`` profiles, constants, formatting and the command runner; ``data`` the generated parts;
 ``report`` sections, tables and the markdown report; ``base`` the state and commands the areas share;
-``download`` (download and resume), ``extract``, ``verify`` (verify and verify at scale) and ``e2e``:
+``download``, ``resume``, ``extract``, ``verify`` (verify and verify at scale) and ``e2e``:
 one mixin of ``bench.Bench`` each.
 
 Importing the package puts this checkout first on ``sys.path``, so that it and the children it starts

@@ -16,7 +16,7 @@ from sa1b_cli.store.receipts import DownloadReceipt, ReceiptStore
 from sa1b_cli.testing.cdn import CDNProcess
 
 from .common import Profile, Runner, fmt_mb, fresh_dir
-from .data import Part, parts_spec, prepare_data
+from .data import Part, parts_spec, prepare_data, total_size, write_links_subset
 
 
 class BenchBase:
@@ -48,7 +48,7 @@ class BenchBase:
 
     def describe_data(self) -> str:
         p = self.profile
-        total = sum(x.size for x in self.parts)
+        total = total_size(self.parts)
         return (f"{len(self.parts)} generated parts, {fmt_mb(total)}, gzip level 6, {p.masks} masks per image: "
                 f"{len(self.small)} small ({p.small_pairs} pairs) and {len(self.large)} large ({p.large_pairs} pairs) "
                 f"of {p.size[0]}x{p.size[1]} images (noisy JPEGs, quality {p.quality}) for download and extract; "
@@ -59,6 +59,10 @@ class BenchBase:
         """Per repeat, the contenders in rotated order (each goes first in turn)."""
         n = len(contenders)
         return [[contenders[(r + i) % n] for i in range(n)] for r in range(repeats or self.profile.repeats)]
+
+    def links_for(self, parts: list[Part], label: str) -> Path:
+        """A links file of just these parts (``links-<label>.txt`` in the work dir)."""
+        return write_links_subset(self.links, [x.name for x in parts], self.workdir / f"links-{label}.txt")
 
     def download_args(self, links: Path, root: Path, *extra: str) -> list[str]:
         p = self.profile

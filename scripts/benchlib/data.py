@@ -61,8 +61,13 @@ def prepare_data(profile: Profile, workdir: Path, say: Callable[[str], None]) ->
         made = list(pool.map(_generate, specs))
     parts = [Part(**m) for m in made]
     stamp.write_text(json.dumps([asdict(p) for p in parts], indent=1))
-    say(f"generated {fmt_mb(sum(p.size for p in parts))} in {time.perf_counter() - started:.0f} s")
+    say(f"generated {fmt_mb(total_size(parts))} in {time.perf_counter() - started:.0f} s")
     return parts_dir, parts
+
+
+def total_size(parts: list[Part]) -> int:
+    """Bytes of these parts' tars."""
+    return sum(p.size for p in parts)
 
 
 def _size_or_none(path: Path) -> int | None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from .base import BenchBase
 from .common import FULL_DATASET_PAIRS, fmt_mb, fmt_s, fresh_dir, median
-from .data import write_links_subset
+from .data import total_size
 from .extract import TAR_LOOP
 from .report import Section, Table
 
@@ -24,7 +24,7 @@ class EndToEndBench(BenchBase):
         p = self.profile
         parts = self.e2e_set
         pairs = sum(x.pairs for x in parts)
-        links = write_links_subset(self.links, [x.name for x in parts], self.workdir / "links-e2e.txt")
+        links = self.links_for(parts, "e2e")
         contenders = ["sa1b", "aria2c + tar + naive check"]
         stages: dict[str, list[list[float]]] = {c: [] for c in contenders}
         fetch_cpu: dict[str, list[float]] = {c: [] for c in contenders}  # CPU of getting the files unpacked
@@ -39,7 +39,7 @@ class EndToEndBench(BenchBase):
         base_total, base_stages = _medians(stages["aria2c + tar + naive check"])
         section = Section(
             "End to end: links file to verified dataset",
-            f"{len(parts)} part, {fmt_mb(sum(x.size for x in parts))}, {pairs} pairs at {p.verify_size[0]}x{p.verify_size[1]} "
+            f"{len(parts)} part, {fmt_mb(total_size(parts))}, {pairs} pairs at {p.verify_size[0]}x{p.verify_size[1]} "
             f"with {p.masks} masks each. sa1b: `sa1b download --extract` then `sa1b verify --deep`. Baseline: "
             "`aria2c -i` (same settings), a `tar -xzf` loop, the naive pycocotools check of every pair.")
         section.tables.append(Table(f"Median of {p.repeats}", ["pipeline", "stages", "total", "vs baseline"], [

@@ -6,7 +6,7 @@ import os
 
 from .base import BenchBase
 from .common import BenchError, fmt_mb, fmt_rate, fmt_s, median
-from .data import Part, parts_spec
+from .data import Part, parts_spec, total_size
 from .report import Section, Table, Target, profile_summary
 
 # The extraction loop a user writes (one folder per part, like sa1b's default layout).
@@ -29,9 +29,9 @@ class ExtractBench(BenchBase):
         fixed: list[float] = []
         # One part takes about a second: two more repeats steady its median.
         for label, parts, repeats in ((f"one part ({fmt_mb(one[0].size)})", one, p.repeats + 2 if p.judge else p.repeats),
-                                      (f"{len(several)} parts ({fmt_mb(sum(x.size for x in several))})", several, p.repeats)):
+                                      (f"{len(several)} parts ({fmt_mb(total_size(several))})", several, p.repeats)):
             t = self._extract_times(parts, repeats, cores, fixed)
-            nbytes = sum(x.size for x in parts)
+            nbytes = total_size(parts)
             figures[label] = t
             rows.append([f"{label}, median of {repeats}"] + [fmt_s(t[c]) for c in CONTENDERS] + [fmt_rate(nbytes, t["sa1b extract"]),
                          fmt_rate(nbytes, t["tar -xzf loop"]), f"{t['tar -xzf loop'] / t['sa1b extract']:.2f}x",
