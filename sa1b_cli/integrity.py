@@ -103,7 +103,8 @@ class PartCheck:
     members: int = 0
     images: int = 0
     annotations: int = 0
-    other: list[str] = field(default_factory=list)
+    others: int = 0  # files that are neither images nor annotations
+    other: list[str] = field(default_factory=list)  # the first OTHER_NAMES_KEPT of their names
 
 
 def check_part(path: Path, on_bytes: Callable[[int], None] | None = None, *, md5: bool = True) -> PartCheck:
@@ -137,8 +138,8 @@ def _check_raw(raw_file: BinaryIO, on_bytes: Callable[[int], None] | None, md5: 
         md5_hex, sha256_hex = hashing.hasher.finish()  # also ends the hash threads when the check failed
     check.size = hashing.count
     check.md5, check.sha256 = md5_hex, sha256_hex
-    if check.members == 0:
-        raise ArchiveError("archive holds no members")
+    if check.images + check.annotations + check.others == 0:
+        raise ArchiveError("archive holds no files")  # extract would refuse it too
     return check
 
 
@@ -152,8 +153,10 @@ def _count_members(reader: TarReader, check: PartCheck) -> None:
             check.images += 1
         elif kind == "annotation":
             check.annotations += 1
-        elif len(check.other) < OTHER_NAMES_KEPT:
-            check.other.append(member.name)
+        else:
+            check.others += 1
+            if len(check.other) < OTHER_NAMES_KEPT:
+                check.other.append(member.name)
     reader.finish()
     check.members = reader.member_count
 

@@ -360,8 +360,8 @@ class TarReader:
     def finish(self) -> None:
         """Read past the end-of-archive marker to EOF (so gzip's CRC and length are checked)."""
         self._skip_rest()
-        while self._readinto(self._view):
-            pass
+        while n := self._readinto(self._view):
+            self.offset += n
 
 
 def safe_name(raw: str) -> str | None:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from sa1b_cli.store import legacy as state
+from sa1b_cli.store import DownloadReceipt, ReceiptStore
 from sa1b_cli.download import completed_prefix
 from sa1b_cli.integrity import ArchiveError, StreamingCheck, check_part
 from sa1b_cli.store.paths import RootPaths
@@ -138,9 +138,9 @@ def test_parts_are_checked_while_they_download(small_parts: list[PartInfo], cdn:
     result = run_sa1b("download", links_file, "-d", root)
     assert result.returncode == 0, result.stderr
     for part in small_parts:
-        rec = state.read_receipt(RootPaths(root), "download", part.name)
-        assert rec["checked_while_downloading"] is True
-        assert (rec["md5"], rec["sha256"], rec["images"], rec["annotations"]) == (None, part.sha256, part.n_pairs, part.n_pairs)
+        rec = ReceiptStore(RootPaths(root)).read(DownloadReceipt, part.name)
+        assert rec.checked_while_downloading is True
+        assert (rec.md5, rec.sha256, rec.images, rec.annotations) == (None, part.sha256, part.n_pairs, part.n_pairs)
 
 
 def test_a_corrupt_byte_in_the_middle_of_a_streamed_part_fails_it(tmp_path: Path) -> None:
@@ -171,9 +171,9 @@ def test_a_part_restarted_from_zero_is_checked_from_zero(tmp_path: Path) -> None
         result = run_sa1b("download", links, "-d", root)
         assert result.returncode == 0, result.stderr
         assert "ignored Range" in result.stderr
-        rec = state.read_receipt(RootPaths(root), "download", big.name)
-        assert rec["sha256"] == sha256(big) == sha256(root / "tars" / big.name)
-        assert rec["checked_while_downloading"] is True
+        rec = ReceiptStore(RootPaths(root)).read(DownloadReceipt, big.name)
+        assert rec.sha256 == sha256(big) == sha256(root / "tars" / big.name)
+        assert rec.checked_while_downloading is True
 
 
 def test_without_the_streaming_check_every_part_is_read_after_it_completes(
@@ -190,5 +190,5 @@ def test_without_the_streaming_check_every_part_is_read_after_it_completes(
     plan = plan_download(links.parts, links, paths, options, reporter)
     assert DownloadRun(plan, links, paths, options, reporter).run().count("complete") == len(small_parts)
     for part in small_parts:
-        rec = state.read_receipt(RootPaths(root), "download", part.name)
-        assert rec["checked_while_downloading"] is False and rec["sha256"] == part.sha256
+        rec = ReceiptStore(RootPaths(root)).read(DownloadReceipt, part.name)
+        assert rec.checked_while_downloading is False and rec.sha256 == part.sha256

@@ -123,7 +123,8 @@ def _read_part(job: Job, files_dir: Path) -> _Read:
     if hashing is None or digests is None:
         return _Read(unpacked, compressed)
     check = PartCheck(size=hashing.count, md5=digests[0], sha256=digests[1], compressed=compressed,
-                      members=unpacked.members, images=unpacked.images, annotations=unpacked.annotations)
+                      members=unpacked.members, images=unpacked.images, annotations=unpacked.annotations,
+                      others=len(unpacked.entries) - unpacked.images - unpacked.annotations)
     return _Read(unpacked, compressed, check)
 
 
