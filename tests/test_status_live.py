@@ -64,3 +64,9 @@ def test_status_follows_a_running_download(tmp_path: Path) -> None:
     assert final["downloaded_bytes"] == final["fetched_bytes"] == total and final["partial_bytes"] == 0
     assert not [r for r in final["runs"] if not r["stale"]] and final["rate_bytes_per_s"] is None
     assert all(p["percent"] == 100.0 for p in final["parts"])
+
+    # what the run taught the store: status without --links knows the whole job and the run's rate
+    assert final["part_total"] == N_PARTS and final["total_bytes"] == total and final["remaining_bytes"] == 0
+    assert final["past_rate_bytes_per_s"] > 0, "the finished run's average rate is kept"
+    assert any(s["eta_basis"] == "everything left to fetch, as the running download says" for s in running), \
+        "while it runs, status shows the download's own ETA"

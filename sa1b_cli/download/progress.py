@@ -73,6 +73,7 @@ class RunProgress:
             "links_expire_earliest": self.plan.expires_earliest,
             "links_expire_latest": self.plan.expires_latest,
             "rate_bytes_per_s": snapshot.speed,
+            "eta_seconds": snapshot.eta_seconds,  # status shows this run's own ETA, not one of its own
             "completed_bytes": snapshot.completed_bytes,
             "total_bytes": snapshot.total_bytes,
             "active_parts": [{"name": p.name, "status": p.message or p.status, "completed": p.completed, "total": p.total,

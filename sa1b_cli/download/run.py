@@ -31,6 +31,7 @@ from sa1b_cli.events import Reporter
 from sa1b_cli.integrity import StreamingCheck
 from sa1b_cli.links import LinkEntry, LinksFile, redact_text
 from sa1b_cli.sources import META, Source, part_sources
+from sa1b_cli.store.knowledge import record_part_list, record_run_rate, record_sizes
 from sa1b_cli.store.locks import LockKeeper, PartLock
 from sa1b_cli.store.parts import part_state
 from sa1b_cli.store.paths import RootPaths
@@ -55,6 +56,8 @@ class DownloadRun:
         self.entries = links.by_name()
         self.queue: deque[str] = deque(p.name for p in plan.to_fetch)
         self.sizes = {p.name: p.size for p in plan.parts}
+        record_sizes(paths, self.sizes)  # kept for status: how much of the job is left, between runs too
+        record_part_list(paths, [e.name for e in links.parts])
         self.active: dict[str, ActivePart] = {}
         self.checks: dict[str, Future[PartOutcome]] = {}
         self.stop_event = threading.Event()
@@ -106,6 +109,8 @@ class DownloadRun:
                     self._release(name)
                 self.progress.close()
         self.result.elapsed = time.monotonic() - self.started
+        fetched = sum(o.size or 0 for o in self.result.outcomes.values() if o.status == Outcome.COMPLETE)
+        record_run_rate(self.paths, fetched, self.result.elapsed)
         if interrupted:
             raise Interrupted("interrupted; state saved, run the same command again to resume")
         return self.result
