@@ -19,7 +19,7 @@ from sa1b_cli.store.receipts import ExtractReceipt, ReceiptStore
 
 from .base import BenchBase
 from .common import FULL_DATASET_PAIRS, BenchError, fmt_s, median
-from .data import parts_spec
+from .data import Part, parts_spec
 from .report import Section, Table, Target, profile_summary
 
 PARSE_FLOOR = "floor: orjson parse only, one core"
@@ -67,36 +67,10 @@ class VerifyBench(BenchBase):
         folders = [(str(paths.root / "extracted" / x.name[:-4]), x) for x in self.verify_set]
         for order in self.rounds(contenders):
             for who in order:
-                if who == "verify (quick)":
-                    times[who].append(self.runner.run(self.verify_cmd(paths.root, self.verify_set)).wall)
-                elif who == "verify --deep":
-                    times[who].append(self.runner.run(self.verify_cmd(paths.root, self.verify_set, "--deep")).wall)
-                elif who == "deep check, one core":
-                    started = time.perf_counter()
-                    for folder, part in folders:
-                        chunk = verify_core.check_pairs(folder, folder, _annotation_ids(folder))
-                        if chunk.problems.total or chunk.pairs != part.pairs:
-                            raise BenchError(f"deep check found problems in generated data ({folder})")
-                    times[who].append(time.perf_counter() - started)
-                elif who == PARSE_FLOOR:
-                    times[who].append(_decode_floor([folder for folder, _part in folders], decode=False))
-                elif who == COCO_DECODE:
-                    times[who].append(_decode_floor([folder for folder, _part in folders], decode=True))
-                else:
-                    cmd = [sys.executable, str(self.naive_script), str(paths.root / "extracted"), str(sample)]
-                    times[who].append(self.runner.run(cmd, sync=False).wall)
+                times[who].append(self._verify_time(who, paths, folders, sample))
         t = {c: median(times[c]) for c in contenders}
         self.deep_rate = pairs / t["deep check, one core"]
-        rate = {
-            "verify (quick)": pairs / t["verify (quick)"],
-            "verify --deep": pairs / t["verify --deep"],
-            "deep check, one core": pairs / t["deep check, one core"],
-            PARSE_FLOOR: pairs / t[PARSE_FLOOR],
-            COCO_DECODE: pairs / t[COCO_DECODE],
-            "naive loop": sample / t["naive loop"],
-        }
-        per_core = {c: rate[c] / cores if c.startswith("verify") else rate[c] for c in contenders}
-        checked = {c: sample if c == "naive loop" else pairs for c in contenders}
+        checked, rate, per_core = _rates(t, pairs, sample, cores)
         section = Section(
             "Verify",
             f"{pairs} extracted pairs of SA-1B's real image size ({p.verify_size[0]}x{p.verify_size[1]}), "
@@ -132,16 +106,38 @@ class VerifyBench(BenchBase):
             f"The whole `verify --deep` command includes start-up (interpreter, imports, {cores} worker processes), "
             f"which weighs heavily on {pairs} pairs; over the full dataset (11.2 M pairs) the check's own rate governs.")
         if p.judge and (deep_core < 1000 or versus < 100):
-            prof = self.workdir / "verify.prof"
-            profiler = cProfile.Profile(time.thread_time)
-            profiler.enable()
-            for folder, _part in folders:
-                verify_core.check_pairs(folder, folder, _annotation_ids(folder))
-            profiler.disable()
-            profiler.dump_stats(prof)
-            section.profiles.append((f"the deep check (`verify.check_pairs`) of the {pairs} pairs on one core, "
-                                     "in this process", profile_summary(prof)))
+            section.profiles.append(self._verify_profile(folders, pairs))
         return section
+
+    def _verify_time(self, who: str, paths: RootPaths, folders: list[tuple[str, Part]], sample: int) -> float:
+        """Seconds of one contender's run over the extracted verify set (the naive loop on ``sample`` pairs)."""
+        if who == "verify (quick)":
+            return self.runner.run(self.verify_cmd(paths.root, self.verify_set)).wall
+        if who == "verify --deep":
+            return self.runner.run(self.verify_cmd(paths.root, self.verify_set, "--deep")).wall
+        if who == "deep check, one core":
+            started = time.perf_counter()
+            for folder, part in folders:
+                chunk = verify_core.check_pairs(folder, folder, _annotation_ids(folder))
+                if chunk.problems.total or chunk.pairs != part.pairs:
+                    raise BenchError(f"deep check found problems in generated data ({folder})")
+            return time.perf_counter() - started
+        if who in (PARSE_FLOOR, COCO_DECODE):
+            return _decode_floor([folder for folder, _part in folders], decode=who == COCO_DECODE)
+        cmd = [sys.executable, str(self.naive_script), str(paths.root / "extracted"), str(sample)]
+        return self.runner.run(cmd, sync=False).wall
+
+    def _verify_profile(self, folders: list[tuple[str, Part]], pairs: int) -> tuple[str, str]:
+        """Where the deep check spends its CPU on one core, in this process (one extra run)."""
+        prof = self.workdir / "verify.prof"
+        profiler = cProfile.Profile(time.thread_time)
+        profiler.enable()
+        for folder, _part in folders:
+            verify_core.check_pairs(folder, folder, _annotation_ids(folder))
+        profiler.disable()
+        profiler.dump_stats(prof)
+        return (f"the deep check (`verify.check_pairs`) of the {pairs} pairs on one core, in this process",
+                profile_summary(prof))
 
     # Verify at scale ---------------------------------------------------------------------------
     def _count_tree(self) -> RootPaths:
@@ -247,6 +243,16 @@ def _build_count_part(root: Path, k: int, pairs: int) -> None:
     manifest = manifest_path(paths, name)
     write_manifest(manifest, header, entries)
     ReceiptStore(paths).write(ExtractReceipt(**header, manifest=str(manifest.relative_to(root)), tar_removed=True))
+
+
+def _rates(seconds: dict[str, float], pairs: int, sample: int, cores: int
+           ) -> tuple[dict[str, int], dict[str, float], dict[str, float]]:
+    """Per contender: the pairs it checked (the naive loop only ``sample``), pairs/s, and pairs/s per
+    core (the sa1b commands use every core)."""
+    checked = {c: sample if c == "naive loop" else pairs for c in seconds}
+    rate = {c: checked[c] / seconds[c] for c in seconds}
+    per_core = {c: rate[c] / cores if c.startswith("verify") else rate[c] for c in seconds}
+    return checked, rate, per_core
 
 
 def _decode_floor(folders: list[str], decode: bool) -> float:
