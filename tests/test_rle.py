@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from pycocotools import mask as coco
 
 from sa1b_cli import rle, verify
+from sa1b_cli.verify.masks import MaskBatch, annotation_columns
 from sa1b_cli.testing.generator import decode_counts, encode_counts, make_annotation
 
 needs_fast_path = pytest.mark.skipif(rle._c_functions is None, reason="pycocotools' C functions not loadable")
@@ -365,7 +366,7 @@ def test_verify_summary_names_the_backend() -> None:
 
 def _general_columns(files: list[list]) -> rle.AnnotationColumns | None:
     paths = [f"f{i}.json" for i in range(len(files))]
-    return verify._annotation_columns(verify._MaskBatch(paths, [(0, 0)] * len(files), files))
+    return annotation_columns(MaskBatch(paths, [(0, 0)] * len(files), files))
 
 
 def assert_same_columns(a: rle.AnnotationColumns, b: rle.AnnotationColumns) -> None:

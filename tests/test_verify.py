@@ -15,15 +15,15 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from sa1b_cli import verify
-from sa1b_cli.store import legacy as state
 from sa1b_cli.cli import cli
 from sa1b_cli.errors import ExitStatus
 from sa1b_cli.extract import extract_parts
 from sa1b_cli.integrity import check_part, hash_file
 from sa1b_cli.jpeg import JpegError, check_jpeg
 from sa1b_cli.store.paths import RootPaths
+from sa1b_cli.store.receipts import DownloadReceipt, ReceiptStore, VerifyReceipt
 from sa1b_cli.testing.generator import decode_counts, encode_counts, make_jpeg, make_parts, truncate_file
+from sa1b_cli.verify import cache
 from sa1b_cli.verify import (
     ALL_UNIT,
     FULL_DATASET_PAIRS,
@@ -40,10 +40,10 @@ TOTAL = N_PARTS * PAIRS
 
 def _download_receipt(paths: RootPaths, tar: Path) -> None:
     check = check_part(tar)
-    state.write_receipt(paths, "download", tar.name, {
-        "size": check.size, "md5": check.md5, "sha256": check.sha256, "compressed": check.compressed,
-        "members": check.members, "images": check.images, "annotations": check.annotations, "complete": True,
-    })
+    ReceiptStore(paths).write(DownloadReceipt(
+        part=tar.name, size=check.size, md5=check.md5, sha256=check.sha256, compressed=check.compressed,
+        members=check.members, images=check.images, annotations=check.annotations,
+    ))
 
 
 def _build(root: Path, layout: str) -> Path:
@@ -116,8 +116,8 @@ def test_sound_dataset_passes_deep_with_worker_processes(root: Path) -> None:
     assert (report.images, report.annotations) == (TOTAL, TOTAL)
     summary = report.summary()
     assert summary["pairs_checked"] == TOTAL and summary["masks_checked"] == TOTAL * MASKS
-    receipt = state.read_receipt(RootPaths(root), "verify", "sa_000001.tar")
-    assert receipt is not None and receipt["ok"] is True and receipt["level"] == "deep"
+    receipt = ReceiptStore(RootPaths(root)).read(VerifyReceipt, "sa_000001.tar")
+    assert receipt is not None and receipt.ok is True and receipt.level == "deep"
 
 
 def test_cli_quick_check_exits_zero(root: Path) -> None:
@@ -350,7 +350,7 @@ def _after_a_clock_tick() -> None:
 def test_unchanged_folders_are_not_listed_again(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """O(parts): a rerun reuses receipts by folder stamp alone; an added file changes its folder's
     stamp; a file truncated in place does not (its folder is untouched): --rescan finds it."""
-    monkeypatch.setattr(verify, "STAMP_SETTLE_NS", 0)  # the copies were just made: trust their stamps at once
+    monkeypatch.setattr(cache, "STAMP_SETTLE_NS", 0)  # the copies were just made: trust their stamps at once
     first = run(root, deep=True)
     assert all(p.listed and not p.cached for p in first.parts) and first.exit_status == ExitStatus.OK
     second = run(root, deep=True)
@@ -379,8 +379,8 @@ def test_folders_changed_moments_ago_are_always_listed(root: Path) -> None:
     run(root)
     again = run(root)
     assert all(p.listed and p.cached for p in again.parts)
-    receipt = state.list_receipts(RootPaths(root), "verify")["sa_000000.tar"]
-    assert receipt["folder_stamp"] is None
+    receipt = ReceiptStore(RootPaths(root)).all(VerifyReceipt)["sa_000000.tar"]
+    assert receipt.folder_stamp is None
 
 
 def test_cli_rescan_option(root: Path) -> None:

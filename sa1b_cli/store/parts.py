@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import enum
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
+from sa1b_cli.links import PART_NAME
+from sa1b_cli.store.layout import extracted_dir
 from sa1b_cli.store.paths import RootPaths
 from sa1b_cli.store.receipts import (
     DownloadReceipt,
@@ -136,3 +140,35 @@ def part_state(receipts: ReceiptStore, name: str, tar: TarFile | None = None) ->
         download_failure=receipts.read_failure(Stage.DOWNLOAD, name),
         extract_failure=receipts.read_failure(Stage.EXTRACT, name),
     )
+
+
+def part_states(receipts: ReceiptStore, names: Iterable[str]) -> dict[str, PartState]:
+    """The state of each part of ``names`` by the same derivation as :func:`part_state`, each stage's
+    receipts read once (a run over the whole dataset opens no three receipt files per part)."""
+    downloads, extracts = receipts.all(DownloadReceipt), receipts.all(ExtractReceipt)
+    verifies = receipts.all(VerifyReceipt)
+    failed = {stage: receipts.failed_parts(stage) for stage in (Stage.DOWNLOAD, Stage.EXTRACT)}
+
+    def failure(stage: Stage, name: str) -> FailureRecord | None:
+        return receipts.read_failure(stage, name) if name in failed[stage] else None
+
+    return {name: PartState(name, downloads.get(name), extracts.get(name), verifies.get(name),
+                            TarFile.of(receipts.paths, name), failure(Stage.DOWNLOAD, name), failure(Stage.EXTRACT, name))
+            for name in names}
+
+
+def parts_under_root(receipts: ReceiptStore) -> set[str]:
+    """Every part ROOT holds anything of: a download or extract receipt, a tar or aria2 control file in
+    ``tars/``, or a part folder in ``extracted/`` (part names only: ``sa_000000.tar``)."""
+    paths = receipts.paths
+    names = set(receipts.all(DownloadReceipt)) | set(receipts.all(ExtractReceipt))
+    names.update(name.removesuffix(".aria2") for name in _entry_names(paths.tars))
+    names.update(name + ".tar" for name in _entry_names(extracted_dir(paths)))
+    return {name for name in names if PART_NAME.match(name)}
+
+
+def _entry_names(folder: Path) -> list[str]:
+    try:
+        return os.listdir(folder)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
