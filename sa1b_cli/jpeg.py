@@ -68,31 +68,43 @@ def _frame_size(head: bytes, fd: int, size: int) -> tuple[int, int]:
             if len(buffer) < 4:
                 raise JpegError(f"header runs past the end of the file at byte {offset}")
         at = offset - base
-        if buffer[at] != 0xFF:
-            raise JpegError(f"expected a marker at byte {offset}, found 0x{buffer[at]:02X}")
-        marker = buffer[at + 1]
+        marker = _marker_at(buffer, at, offset)
         if marker == 0xFF:  # fill byte before a marker
             offset += 1
             continue
         if marker in STANDALONE_MARKERS:
             offset += 2
             continue
-        if marker in (0xD8, 0xD9):
-            raise JpegError(f"unexpected {'start' if marker == 0xD8 else 'end'}-of-image marker at byte {offset}")
         length = (buffer[at + 2] << 8) | buffer[at + 3]
         if length < 2:
             raise JpegError(f"segment FF{marker:02X} at byte {offset} has an impossible length {length}")
         if marker in FRAME_MARKERS:
-            if length < 7 or len(buffer) < at + 9:
-                raise JpegError(f"frame header at byte {offset} is cut short")
-            height = (buffer[at + 5] << 8) | buffer[at + 6]
-            width = (buffer[at + 7] << 8) | buffer[at + 8]
-            if width == 0 or height == 0:
-                raise JpegError(f"frame header at byte {offset} declares an empty image {width}x{height}")
-            frame = (width, height)
+            frame = _frame_header(buffer, at, length, offset)
         elif marker == START_OF_SCAN:
             if frame is None:
                 raise JpegError(f"image data starts at byte {offset} before any frame header (SOFn)")
             return frame
         offset += 2 + length
     raise JpegError("no image data (start-of-scan marker) before the end of the file")
+
+
+def _marker_at(buffer: bytes, at: int, offset: int) -> int:
+    """The marker byte after the 0xFF at ``buffer[at]`` (file offset ``offset``); a second SOI or an
+    EOI before the first scan is damage."""
+    if buffer[at] != 0xFF:
+        raise JpegError(f"expected a marker at byte {offset}, found 0x{buffer[at]:02X}")
+    marker = buffer[at + 1]
+    if marker in (0xD8, 0xD9):
+        raise JpegError(f"unexpected {'start' if marker == 0xD8 else 'end'}-of-image marker at byte {offset}")
+    return marker
+
+
+def _frame_header(buffer: bytes, at: int, length: int, offset: int) -> tuple[int, int]:
+    """(width, height) of the SOFn segment at ``buffer[at]``."""
+    if length < 7 or len(buffer) < at + 9:
+        raise JpegError(f"frame header at byte {offset} is cut short")
+    height = (buffer[at + 5] << 8) | buffer[at + 6]
+    width = (buffer[at + 7] << 8) | buffer[at + 8]
+    if width == 0 or height == 0:
+        raise JpegError(f"frame header at byte {offset} declares an empty image {width}x{height}")
+    return width, height
