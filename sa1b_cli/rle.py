@@ -14,7 +14,7 @@ images a second. Three decoders, each takes the masks of one or more images at o
   ``_mask`` module exports its C functions, as the Linux and macOS wheels do): one
   ``rleFrString`` call decodes all strings laid end to end, numpy undoes the
   chaining across masks and computes sums, area and bbox in a fixed number of
-  passes. Well-formed masks only (see ``fast_mask_stats``).
+  passes. Well-formed masks only (see ``fast_mask_stats``; the code is in ``_rle_pycocotools``).
 - ``numpy`` (``numpy_mask_stats``): a vectorised decoder for any input, the
   reference the others are tested against, and the fallback for unusual batches.
 
@@ -30,13 +30,14 @@ Counts alternate zeros and ones in column-major order, starting with zeros.
 
 from __future__ import annotations
 
-import ctypes
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from sa1b_cli import _rle_pycocotools
 
 # A count of an image up to 2**34 pixels needs at most 7 groups; more means garbage
 # (and would overflow the 64-bit arithmetic pycocotools itself uses).
@@ -331,59 +332,7 @@ def native_annotation_stats(files: list[list[Any]]) -> AnnotationColumns | None:
 
 # ------------------------------------------------------------------ pycocotools fast path
 
-# The fast path takes images below 2**29 pixels: every valid count and every difference
-# of two then fits 6 groups (30 bits with the sign), which pycocotools decodes without
-# overflow, and a position that runs past 2**31 shows as a negative int32.
-FAST_PIXELS = 1 << 29
-FAST_GROUPS = 6
-_MORE = 48 + 0x20  # characters from here on carry the "more groups follow" bit
-_SIZE_GROUPS = 8  # runs of masks of one height in a batch, beyond which division goes per pair
-_PREFIX = "00"  # two zero counts: every mask's two chains then have a predecessor
-_SELF_TEST = ("0`[T25hPOLjclMoeak2", [0, 0, 0, 70000, 5, 69000, 1, 2, 3000000])  # prefix, signs, 5 groups
-
-
-class _Rle(ctypes.Structure):
-    """pycocotools ``RLE`` (maskApi.h): ``siz`` is C ``unsigned long``, counts are 32-bit."""
-
-    _fields_ = [("h", ctypes.c_ulong), ("w", ctypes.c_ulong), ("m", ctypes.c_ulong), ("cnts", ctypes.c_void_p)]
-
-
-class _CountsView:
-    """A zero-copy numpy view of ``m`` int32 counts in C memory (``np.ctypeslib.as_array``
-    builds a ctypes type per length, which costs more than the decoding)."""
-
-    def __init__(self, address: int, length: int) -> None:
-        self.__array_interface__ = {"data": (address, True), "shape": (length,),
-                                    "typestr": np.dtype(np.int32).str, "version": 3}
-
-
-def _load_pycocotools() -> tuple[Callable[..., None], Callable[..., None]] | None:
-    """``rleFrString`` and ``rleFree`` from pycocotools' compiled module, if it exports them (a
-    Windows DLL may export only the module's init function) and they decode a known string right."""
-    if _requested_backend() == NUMPY:
-        return None
-    try:
-        from pycocotools import _mask
-
-        library = ctypes.CDLL(_mask.__file__)
-        from_string, free = library.rleFrString, library.rleFree
-    except (ImportError, OSError, AttributeError):
-        return None
-    from_string.argtypes = [ctypes.POINTER(_Rle), ctypes.c_char_p, ctypes.c_ulong, ctypes.c_ulong]
-    from_string.restype = None
-    free.argtypes = [ctypes.POINTER(_Rle)]
-    free.restype = None
-    sample, expected = _SELF_TEST
-    rle = _Rle()
-    from_string(ctypes.byref(rle), (_PREFIX + sample).encode("ascii"), 1, 1)
-    try:
-        decoded = np.asarray(_CountsView(rle.cnts, rle.m)).tolist() if rle.m == len(expected) else None
-    finally:
-        free(ctypes.byref(rle))
-    return (from_string, free) if decoded == expected else None
-
-
-_c_functions = _load_pycocotools()
+_c_functions = None if _requested_backend() == NUMPY else _rle_pycocotools.load()
 # What ``mask_stats`` uses: the fastest decoder loaded.
 BACKEND = NATIVE if _rlestats is not None else PYCOCOTOOLS if _c_functions is not None else NUMPY
 
@@ -402,125 +351,8 @@ def fast_mask_stats(counts: Sequence[str], heights: Sequence[int] | np.ndarray,
     """
     if _c_functions is None or len(counts) == 0:
         return None
-    n = len(counts)
-    height = np.asarray(heights, dtype=np.int64).reshape(n)
-    width = np.asarray(widths, dtype=np.int64).reshape(n)
-    pixels = height * width
-    if height.min() < 1 or width.min() < 1 or int(pixels.max()) >= FAST_PIXELS:
+    found = _rle_pycocotools.pair_stats(_c_functions, counts, heights, widths)
+    if found is None:
         return None
-    text = "".join(counts)
-    buffer = np.frombuffer(text.encode("ascii"), dtype=np.uint8)
-    lengths = np.fromiter(map(len, counts), dtype=np.int64, count=n)
-    if lengths.min() < 1 or buffer.min() < 48 or buffer.max() > 48 + 63:
-        return None
-    numbers = lengths  # per string: one number per character without the "more" bit
-    more = np.flatnonzero(buffer >= _MORE)
-    if len(more):
-        string_end = lengths.cumsum()
-        if buffer[string_end - 1].max() >= _MORE:
-            return None
-        span = FAST_GROUPS - 1  # FAST_GROUPS consecutive "more" characters: a number too long
-        if len(more) > span and (more[span:] - more[:-span]).min() == span:
-            return None
-        numbers_before = np.zeros(n + 1, dtype=np.int64)  # numbers in all strings before each
-        np.subtract(string_end, more.searchsorted(string_end), out=numbers_before[1:])
-        numbers = numbers_before[1:] - numbers_before[:-1]
-    padded_masks = np.flatnonzero(numbers & 1)
-    if len(padded_masks):
-        # A zero count after every odd-length mask: each mask then is whole (zeros, ones)
-        # pairs, and every per-run quantity is a contiguous array over pairs.
-        parts = list(counts)
-        for index in padded_masks.tolist():
-            parts[index] += "0"
-        text = "".join(parts)
-    pairs = (numbers + 1) >> 1
-    first = np.zeros(n + 1, dtype=np.int64)
-    np.cumsum(pairs, out=first[1:])
-    starts = first[:-1]  # each mask's first pair
-    runs = _decode_pairs((_PREFIX + text).encode("ascii"), starts, pairs, int(first[-1]))
-    if runs is None:
-        return None
-    ones = runs[:, 1].copy()  # contiguous: the passes below run several times faster than on a strided view
-    pads = (first[1:] - 1)[padded_masks]
-    ones[pads] = 1  # so that only a real empty run of ones fails the test
-    if runs.view(np.uint32).max() >= FAST_PIXELS or ones.min() < 1:  # negative runs are huge as uint32
-        return None
-    ones[pads] = 0
-
-    # End of each pair's run of ones, counted from its mask's first pixel: one running sum
-    # over all masks, restarted at each mask by taking the previous mask's pixels off its
-    # first step. That holds once every mask's runs are seen to sum to its pixels; until
-    # then int32 wraps, and a position past 2**31 (steps are below 2**30) shows negative.
-    end = runs[:, 0] + ones
-    end[starts[1:]] -= pixels[:-1].astype(np.int32)
-    np.add.accumulate(end, out=end)
-    if end.min() < 0 or not np.array_equal(end[first[1:] - 1], pixels):
-        return None
-    area = np.add.reduceat(ones, starts).astype(np.int64)
-    return MaskStats(error=np.zeros(n, dtype=np.int8), total=pixels, area=area,
-                     bbox=_pair_bbox(end, ones, starts, first, numbers, height, pads, padded_masks))
-
-
-def _decode_pairs(data: bytes, starts: np.ndarray, pairs: np.ndarray, total_pairs: int) -> np.ndarray | None:
-    """The run lengths of every (zeros, ones) pair of every mask: int32, shape (pairs, 2).
-
-    ``rleFrString`` sees one string, so its chains run across masks: count i > 2 holds
-    its number plus count i - 2 of the whole string. Differences along a chain within a
-    mask are exact (modulo 2**32, like pycocotools' own unsigned counts), so a mask's runs
-    are its chained values minus the chain's value just before the mask; its first zeros
-    stand alone in the format (index 0), hence their own difference.
-    """
-    from_string, free = _c_functions  # type: ignore[misc]
-    rle = _Rle()
-    from_string(ctypes.byref(rle), data, 0, 0)
-    try:
-        if rle.m != 2 * total_pairs + 2:  # the character count above disagrees: never trust the layout
-            return None
-        chained = np.asarray(_CountsView(rle.cnts, rle.m)).reshape(-1, 2)  # the prefix pair first
-        before = np.empty((len(starts), 2), dtype=np.int32)
-        before[:, 0] = chained[starts + 1, 0]  # zeros 2, 4, ... chain on from the mask's first zeros
-        before[:, 1] = chained[starts, 1]
-        runs = np.repeat(before, pairs, axis=0)
-        np.subtract(chained[1:], runs, out=runs)  # one contiguous pass for both chains
-        runs[starts, 0] = chained[starts + 1, 0] - chained[starts, 0]
-    finally:
-        free(ctypes.byref(rle))
-    return runs
-
-
-def _pair_bbox(end: np.ndarray, ones: np.ndarray, starts: np.ndarray, first: np.ndarray, numbers: np.ndarray,
-               height: np.ndarray, pads: np.ndarray, padded_masks: np.ndarray) -> np.ndarray:
-    """pycocotools ``rleToBbox`` from whole masks laid out as pairs: x from the first and the
-    last run of ones, y from all, or the full height once one run spans two columns."""
-    row = end - ones  # first pixel of each run of ones, then its row
-    column = np.empty_like(row)
-    change = (np.flatnonzero(height[1:] != height[:-1]) + 1).tolist()
-    if len(change) < _SIZE_GROUPS:  # division by a scalar (libdivide) is several times faster
-        groups = [(int(first[a]), int(first[b]), int(height[a])) for a, b in zip([0, *change], [*change, len(height)])]
-        for a, b, h in groups:
-            np.floor_divide(row[a:b], h, out=column[a:b])
-        x_min = column[starts]
-        for a, b, h in groups:
-            column[a:b] *= h
-    else:
-        pair_height = np.repeat(height.astype(np.int32), first[1:] - starts)
-        np.floor_divide(row, pair_height, out=column)
-        x_min = column[starts]
-        column *= pair_height
-    row -= column
-    x_max = (end[starts + (numbers >> 1) - 1] - 1) // height  # last pixel of the last run of ones
-    past = row + ones  # one past the row of the run's last pixel, above the height if it spans columns
-    row[pads] = height[padded_masks]
-    past[pads] = 0
-    y_min = np.minimum.reduceat(row, starts)
-    y_past = np.maximum.reduceat(past, starts)
-    spans = y_past > height
-    y_min[spans] = 0
-    y_past[spans] = height[spans]
-    bbox = np.empty((len(starts), 4))
-    bbox[:, 0] = x_min
-    bbox[:, 1] = y_min
-    bbox[:, 2] = x_max - x_min + 1
-    bbox[:, 3] = y_past - y_min
-    bbox[numbers < 2] = 0  # no run of ones: pycocotools gives [0, 0, 0, 0]
-    return bbox
+    pixels, area, bbox = found
+    return MaskStats(error=np.zeros(len(counts), dtype=np.int8), total=pixels, area=area, bbox=bbox)
