@@ -36,7 +36,7 @@ from urllib.parse import quote, unquote, urlsplit
 
 from sa1b_cli.testing.cdn import FakeCDN
 from sa1b_cli.testing.cdn.process import serve_until_signalled
-from sa1b_cli.testing.cdn.server import LOOPBACK
+from sa1b_cli.testing.cdn.server import LOOPBACK, serve_in_background
 
 DEFAULT_REPO = "Aber-r/SA-1B_backup"
 RESOLVE_PREFIX = f"/datasets/{DEFAULT_REPO}/resolve/main/"  # of the default repo
@@ -91,9 +91,7 @@ class FakeMirror:
         self._server.daemon_threads = True
         self.port: int = self._server.server_address[1]
         self.host = host
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.1},
-                                        name=f"FakeMirror:{self.port}", daemon=True)
-        self._thread.start()
+        self._thread = serve_in_background(self._server, "FakeMirror")
 
     @property
     def template(self) -> str:

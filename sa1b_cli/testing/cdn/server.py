@@ -25,6 +25,14 @@ BAD_HASH_BODY = b"Bad URL hash"
 LOOPBACK = ("127.0.0.1", "localhost", "::1")  #: the only hosts the test servers bind
 
 
+def serve_in_background(server: ThreadingHTTPServer, label: str) -> threading.Thread:
+    """Serve in a daemon thread, polling often so that ``shutdown()`` returns at once."""
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1},
+                              name=f"{label}:{server.server_address[1]}", daemon=True)
+    thread.start()
+    return thread
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
@@ -108,9 +116,7 @@ class FakeCDN:
         self._server.cdn = self
         self.host = host
         self.port: int = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.1},
-                                        name=f"FakeCDN:{self.port}", daemon=True)
-        self._thread.start()
+        self._thread = serve_in_background(self._server, "FakeCDN")
 
     # ------------------------------------------------------------------ files
 
