@@ -253,6 +253,13 @@ def test_quiet_is_decided_in_the_console_for_every_command(mode: str) -> None:
         assert shown not in out.getvalue() + err.getvalue(), shown
 
 
+def test_dry_run_quiet_prints_the_totals_not_the_table(cdn: FakeCDN, links_file: Path, tmp_path: Path) -> None:
+    result = run_sa1b("download", links_file, "-d", tmp_path / "root", "--dry-run", "--quiet")
+    assert result.returncode == 0, result.stderr
+    [line] = result.stdout.splitlines()
+    assert "download plan: 3 selected: 3 to fetch" in line and "needs" in line
+
+
 def test_verify_and_status_quiet_print_no_table_and_no_progress(tmp_path: Path) -> None:
     root = tmp_path / "root"
     root.mkdir()

@@ -74,9 +74,9 @@ def download_command(links: Path, root: Path, parts: str | None, shard: str | No
         find_aria2c(options.aria2c)  # no aria2c: say so before any request is made
     try:
         plan = core.plan_download(entries, links_file, paths, options, console)
-        _report_plan(plan, console)
+        plan_line = _report_plan(plan, console)
         if dry_run:
-            _print_dry_run(plan, console)
+            _print_dry_run(plan, plan_line, console)
             return ExitStatus.OK
         core.check_disk_space(plan, options)
         result = core.DownloadRun(plan, links_file, paths, options, console).run()
@@ -117,29 +117,30 @@ def _warn_about_the_links_file(links_file: LinksFile, console: Console, named_pa
         console.event("links", warning, level="warning")
 
 
-def _report_plan(plan: DownloadPlan, console: Console) -> None:
+def _report_plan(plan: DownloadPlan, console: Console) -> str:
+    """Say what the plan is (an event: a warning when links expired); returns its line."""
     from sa1b_cli.download import expiry_message
 
     def count(action: str) -> int:
         return sum(p.action == action for p in plan.parts)
 
     unknown = f" (+{plan.unknown_sizes} of unknown size)" if plan.unknown_sizes else ""
-    console.event(
-        "plan",
-        f"{len(plan.parts)} selected: {len(plan.to_fetch)} to fetch, {count('complete')} complete, "
-        f"{count('expired')} expired, {count('missing')} missing; needs {human_bytes(plan.need_bytes)}{unknown}, "
-        f"{human_bytes(plan.free_bytes)} free; {expiry_message(plan)}",
-        level="warning" if count("expired") else "info",
-        plan=plan.to_dict() if console.json else None,
-    )
+    line = (f"{len(plan.parts)} selected: {len(plan.to_fetch)} to fetch, {count('complete')} complete, "
+            f"{count('expired')} expired, {count('missing')} missing; needs {human_bytes(plan.need_bytes)}{unknown}, "
+            f"{human_bytes(plan.free_bytes)} free; {expiry_message(plan)}")
+    console.event("plan", line, level="warning" if count("expired") else "info",
+                  plan=plan.to_dict() if console.json else None)
+    return line
 
 
-def _print_dry_run(plan: DownloadPlan, console: Console) -> None:
+def _print_dry_run(plan: DownloadPlan, plan_line: str, console: Console) -> None:
+    """The plan's table (detail) and its totals line (the summary, also under --quiet)."""
     if console.json:
         return
     rows = [[p.name, p.action, p.source if p.action not in ("expired", "missing") else "-", human_bytes(p.size),
              human_bytes(p.on_disk), p.expires_at or "-", p.reason] for p in plan.parts]
     console.print_table("download plan", ["part", "action", "source", "size", "on disk", "expires", "note"], rows)
+    console.print_result(f"download plan: {plan_line}")
 
 
 def _print_summary(result: DownloadResult, console: Console) -> None:
