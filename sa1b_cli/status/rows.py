@@ -37,11 +37,13 @@ def _parts_row(report: StatusReport) -> list[str]:
 
 def _done_text(report: StatusReport) -> str:
     """Parts and bytes downloaded out of the whole job, as far as anything the tool learned tells."""
-    total_parts = f"{report.part_total:,}" if report.part_total is not None else "? (pass --links FILE once)"
-    text = f"{report.downloaded_parts:,} of {total_parts} parts downloaded, {human_bytes(report.fetched_bytes)} of "
+    if report.part_total is None:
+        return (f"{report.downloaded_parts:,} parts downloaded, {human_bytes(report.fetched_bytes)}; of how many is "
+                "known with --links, or once a download has read the links file")
+    text = f"{report.downloaded_parts:,} of {report.part_total:,} parts downloaded, {human_bytes(report.fetched_bytes)} of "
     total = report.total_bytes
     if total is None:
-        return text + "? bytes"
+        return text + f"? ({report.unknown_size_parts} part(s) of unknown size)"
     share = 100.0 * report.fetched_bytes / total if total else 100.0
     return text + f"{human_bytes(total)} ({share:.1f}%)"
 
