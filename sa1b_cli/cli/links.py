@@ -11,7 +11,6 @@ from sa1b_cli.cli.edge import handles_errors, process_environ
 from sa1b_cli.cli.options import env_option, jobs_option, mirror_options, output_options, selection_options
 from sa1b_cli.console import Console
 from sa1b_cli.errors import ExitStatus
-from sa1b_cli.linkinfo import CheckReport
 from sa1b_cli.links import LinkEntry, LinksFile
 
 if TYPE_CHECKING:
@@ -100,7 +99,7 @@ def _check(current: LinksFile, entries: list[LinkEntry], jobs: int, timeout: flo
     progress = console.files("probe", len(entries))
     results = probe_links(entries, concurrency=jobs, timeout=timeout, on_result=lambda _result: progress.advance(1))
     progress.close()
-    report = CheckReport(results, serving=_serving_sources(entries, results, mirrors, mirror_headers))
+    report = linkinfo.CheckReport(results, serving=_serving_sources(entries, results, mirrors, mirror_headers))
     if console.json:
         console.emit_json({"type": "check", **report.to_dict()})
     else:
