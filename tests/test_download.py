@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 
-from sa1b_cli.store import legacy as state
+from sa1b_cli.store import DownloadReceipt, ExtractReceipt, ReceiptStore
 from sa1b_cli.errors import ExitStatus
 from sa1b_cli.store.locks import PartLock
 from sa1b_cli.store.paths import RootPaths
@@ -34,12 +34,12 @@ def test_download_all_parts_then_second_run_does_no_transfer(small_parts: list[P
     for part in small_parts:
         got = root / "tars" / part.name
         assert sha256(got) == part.sha256
-        rec = state.read_receipt(RootPaths(root), "download", part.name)
-        assert rec["complete"] is True and rec["sha256"] == part.sha256
-        assert rec["md5"] is None, "md5 costs CPU and serves only a checksum list: none was given"
-        assert rec["size"] == part.size and rec["compressed"] is True
-        assert rec["images"] == rec["annotations"] == part.n_pairs
-        assert "REDACTED" in rec["url"]
+        rec = ReceiptStore(RootPaths(root)).read(DownloadReceipt, part.name)
+        assert rec is not None and rec.sha256 == part.sha256
+        assert rec.md5 is None, "md5 costs CPU and serves only a checksum list: none was given"
+        assert rec.size == part.size and rec.compressed is True
+        assert rec.images == rec.annotations == part.n_pairs
+        assert "REDACTED" in rec.url
         assert not (root / "tars" / f"{part.name}.aria2").exists()
     assert "3/3 parts complete" in result.stdout
     assert not aria2c_pids(root)
@@ -108,7 +108,7 @@ def test_extras_are_listed_but_only_fetched_by_name(small_parts: list[PartInfo],
     result = run_sa1b("download", links, "-d", root, "--parts", "sa_images_ids.txt")
     assert result.returncode == 0, result.stderr
     assert (root / "tars" / "sa_images_ids.txt").read_text() == "1\n2\n3\n"
-    assert state.read_receipt(RootPaths(root), "download", "sa_images_ids.txt")["size"] == 6
+    assert ReceiptStore(RootPaths(root)).read(DownloadReceipt, "sa_images_ids.txt").size == 6
 
 
 # -- expiry ---------------------------------------------------------------------------------
@@ -143,7 +143,7 @@ def test_403_mid_run_fails_that_part_only_and_resumes_with_fresh_links(tmp_path:
         out, err = proc.communicate(timeout=60)
         assert proc.returncode == 8, err
         assert "link expired or revoked" in err
-        assert (root / "tars" / "sa_000001.tar").exists() and state.read_receipt(RootPaths(root), "download", "sa_000001.tar")["complete"]
+        assert (root / "tars" / "sa_000001.tar").exists() and ReceiptStore(RootPaths(root)).read(DownloadReceipt, "sa_000001.tar") is not None
         assert not RootPaths(root).receipt("download", "sa_000000.tar").exists()
         assert server.wait_idle(10)  # the server is done with every request: the count is final
         had = server.bytes_sent("sa_000000.tar")
@@ -232,7 +232,7 @@ def test_file_without_control_file_is_adopted_or_resumed(tmp_path: Path) -> None
         assert result.returncode == 0, result.stderr
         for part in (complete, partial, garbage):
             assert sha256(root / "tars" / part.name) == sha256(part)
-        assert state.read_receipt(RootPaths(root), "download", complete.name)["adopted"] is True
+        assert ReceiptStore(RootPaths(root)).read(DownloadReceipt, complete.name).adopted is True
         assert not [r for r in server.requests_for(complete.name) if r.method == "GET"]
         partial_gets = [r for r in server.requests_for(partial.name) if r.method == "GET"]
         assert any((r.range_start or 0) >= half - (1 << 20) for r in partial_gets), f"not resumed: {partial_gets}"  # piece-aligned
@@ -303,7 +303,7 @@ def test_checksum_list_accepts_good_parts(small_parts: list[PartInfo], cdn: Fake
     sums = write_md5sums(small_parts, tmp_path / "checklist.txt")
     result = run_sa1b("download", links_file, "-d", tmp_path / "root", "--checksums", sums)
     assert result.returncode == 0, result.stderr
-    assert state.read_receipt(RootPaths(tmp_path / "root"), "download", "sa_000000.tar")["checksum_list_md5"] == small_parts[0].md5
+    assert ReceiptStore(RootPaths(tmp_path / "root")).read(DownloadReceipt, "sa_000000.tar").checksum_list_md5 == small_parts[0].md5
 
 
 def test_not_enough_disk_space_is_refused_unless_overridden(small_parts: list[PartInfo], cdn: FakeCDN, links_file: Path, tmp_path: Path) -> None:
@@ -330,7 +330,7 @@ def test_a_part_locked_by_a_live_run_is_skipped_and_a_stale_lock_is_broken(small
         live.release()
     assert result.returncode == 4, result.stderr
     assert "sa_000000.tar: skipped, locked by" in result.stderr
-    assert state.read_receipt(RootPaths(root), "download", "sa_000001.tar")["complete"] and state.read_receipt(RootPaths(root), "download", "sa_000002.tar")["complete"]
+    assert ReceiptStore(RootPaths(root)).read(DownloadReceipt, "sa_000001.tar") is not None and ReceiptStore(RootPaths(root)).read(DownloadReceipt, "sa_000002.tar") is not None
     assert not paths.lock("sa_000001.tar").exists()
     result = run_sa1b("download", links_file, "-d", root)
     assert result.returncode == 0, result.stderr
@@ -409,13 +409,13 @@ def test_download_extract_checks_each_part_in_the_read_that_unpacks_it(
     result = DownloadRun(plan, links, paths, options, NullReporter()).run()
     assert result.exit_status == 0 and all(o.extracted for o in result.outcomes.values())
     for part in small_parts:
-        receipt = state.read_receipt(paths, "download", part.name)
-        assert receipt is not None and receipt["checked_while_extracting"] and not receipt["checked_while_downloading"]
+        receipt = ReceiptStore(paths).read(DownloadReceipt, part.name)
+        assert receipt is not None and receipt.checked_while_extracting and not receipt.checked_while_downloading
         alone = check_part(part.path)
-        assert (receipt["size"], receipt["md5"], receipt["sha256"]) == (part.size, None, part.sha256)
-        assert (receipt["members"], receipt["images"], receipt["annotations"]) == (alone.members, alone.images, alone.annotations)
-        extracted = state.read_receipt(paths, "extract", part.name)
-        assert extracted is not None and extracted["source_sha256"] == part.sha256 and extracted["images"] == part.n_pairs
+        assert (receipt.size, receipt.md5, receipt.sha256) == (part.size, None, part.sha256)
+        assert (receipt.members, receipt.images, receipt.annotations) == (alone.members, alone.images, alone.annotations)
+        extracted = ReceiptStore(paths).read(ExtractReceipt, part.name)
+        assert extracted is not None and extracted.source_sha256 == part.sha256 and extracted.images == part.n_pairs
     assert not any(paths.tmp.iterdir())
 
 
@@ -436,13 +436,13 @@ def test_download_extract_refuses_a_part_against_the_checksum_list_before_publis
     result = DownloadRun(plan, links, paths, options, NullReporter()).run()
     outcome = result.outcomes[bad.name]
     assert outcome.status == "failed" and "does not match the checksum list" in outcome.reason
-    assert state.read_receipt(paths, "download", bad.name) is None and state.read_receipt(paths, "extract", bad.name) is None
+    assert ReceiptStore(paths).read(DownloadReceipt, bad.name) is None and ReceiptStore(paths).read(ExtractReceipt, bad.name) is None
     assert not (paths.root / "extracted" / bad.name[:-4]).exists() and not any(paths.tmp.iterdir())
     for good in small_parts:
         if good is not bad:
             assert result.outcomes[good.name].extracted is True
-            receipt = state.read_receipt(paths, "download", good.name)
-            assert receipt is not None and receipt["md5"] == receipt["checksum_list_md5"] == good.md5
+            receipt = ReceiptStore(paths).read(DownloadReceipt, good.name)
+            assert receipt is not None and receipt.md5 == receipt.checksum_list_md5 == good.md5
 
 
 def test_a_part_whose_size_changed_on_the_server_while_partial_starts_over(tmp_path: Path) -> None:

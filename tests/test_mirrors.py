@@ -13,7 +13,7 @@ import shutil
 import time
 from pathlib import Path
 
-from sa1b_cli.store import legacy as state
+from sa1b_cli.store import DownloadReceipt, ExtractReceipt, ReceiptStore
 from sa1b_cli.errors import ExitStatus
 from sa1b_cli.store.paths import RootPaths
 from sa1b_cli.testing.cdn import FakeCDN, Faults
@@ -40,8 +40,8 @@ def test_all_links_expired_everything_comes_from_a_local_mirror(small_parts: lis
     paths = RootPaths(root)
     for part in small_parts:
         assert sha256(paths.tar(part.name)) == part.sha256
-        receipt = state.read_receipt(paths, "download", part.name)
-        assert receipt["source"] == f"mirror 1 ({mirror})" and state.read_receipt(paths, "extract", part.name)
+        receipt = ReceiptStore(paths).read(DownloadReceipt, part.name)
+        assert receipt.source == f"mirror 1 ({mirror})" and ReceiptStore(paths).read(ExtractReceipt, part.name)
     status = run_sa1b("status", "-d", root, "--all")
     assert f"3 from mirror 1 ({mirror})" in status.stdout
     assert any("sa_000001.tar" in line and f"from mirror 1 ({mirror})" in line for line in status.stdout.splitlines())
@@ -62,7 +62,7 @@ def test_a_wrong_part_on_the_only_mirror_gets_no_receipt_and_its_own_exit_code(s
     assert "does not match the checksum list" in result.stderr and "mirror 1" in result.stderr
     paths = RootPaths(root)
     bad = small_parts[0].name
-    assert state.read_receipt(paths, "download", bad) is None and state.read_receipt(paths, "extract", bad) is None
+    assert ReceiptStore(paths).read(DownloadReceipt, bad) is None and ReceiptStore(paths).read(ExtractReceipt, bad) is None
     assert not paths.tar(bad).exists(), "wrong bytes are never kept"
     assert not (root / "extracted" / "sa_000000").exists()
     for part in small_parts[1:]:
@@ -78,11 +78,11 @@ def test_the_community_reference_catches_a_wrong_part_by_default(small_parts: li
     result = run_sa1b("download", links, "-d", root, "--parts", "0")
     assert result.returncode == ExitStatus.WRONG_BYTES, result.stderr
     assert "differs from the community reference (not Meta's word)" in result.stderr
-    assert state.read_receipt(RootPaths(root), "download", "sa_000000.tar") is None
+    assert ReceiptStore(RootPaths(root)).read(DownloadReceipt, "sa_000000.tar") is None
     assert len(gets(cdn, "sa_000000.tar")) == 2, "fetched once more within the run (a byte may flip on the way), then failed"
     again = run_sa1b("download", links, "-d", root, "--parts", "0", "--no-reference")
     assert again.returncode == 0, again.stderr
-    assert state.read_receipt(RootPaths(root), "download", "sa_000000.tar")["md5"] is None
+    assert ReceiptStore(RootPaths(root)).read(DownloadReceipt, "sa_000000.tar").md5 is None
 
 
 def test_links_revoked_mid_run_continue_from_a_local_mirror_keeping_the_bytes(tmp_path: Path) -> None:
@@ -106,8 +106,8 @@ def test_links_revoked_mid_run_continue_from_a_local_mirror_keeping_the_bytes(tm
         assert proc.returncode == 0, err
         assert sha256(root / "tars" / big.name) == sha256(big)
         assert "continuing from mirror 1" in err and "keeping the" in err
-        receipt = state.read_receipt(RootPaths(root), "download", big.name)
-        assert receipt["source"].startswith("mirror 1")
+        receipt = ReceiptStore(RootPaths(root)).read(DownloadReceipt, big.name)
+        assert receipt.source.startswith("mirror 1")
         assert server.bytes_sent() < size, "the CDN did not send it all"
         assert not (root / "tars" / f"{big.name}.aria2").exists()
 
@@ -200,7 +200,7 @@ def test_all_links_expired_everything_comes_from_an_http_mirror(small_parts: lis
         assert not gets(cdn)
         for part in small_parts:
             assert sha256(root / "tars" / part.name) == part.sha256
-            assert state.read_receipt(RootPaths(root), "download", part.name)["source"] == "mirror 1 (127.0.0.1)"
+            assert ReceiptStore(RootPaths(root)).read(DownloadReceipt, part.name).source == "mirror 1 (127.0.0.1)"
         assert mirror.storage.bytes_sent() == sum(p.size for p in small_parts), "each byte fetched once"
         assert all(r.status == 302 for r in mirror.log)
 
@@ -261,8 +261,8 @@ def test_both_sources_at_once_and_a_wrong_mirror_copy_is_caught_and_fetched_from
         assert sha256(root / "tars" / part.name) == sha256(part)
         assert mirror.storage.bytes_sent() > 0 and cdn.bytes_sent() > 0, "both sources served the mixed attempt"
         assert cdn.bytes_sent() >= part.stat().st_size, "then Meta's link alone served all of it"
-        receipt = state.read_receipt(RootPaths(root), "download", part.name)
-        assert receipt["source"] == "meta" and state.read_receipt(RootPaths(root), "extract", part.name)
+        receipt = ReceiptStore(RootPaths(root)).read(DownloadReceipt, part.name)
+        assert receipt.source == "meta" and ReceiptStore(RootPaths(root)).read(ExtractReceipt, part.name)
 
 
 def test_links_revoked_mid_run_continue_from_an_http_mirror_keeping_the_bytes(tmp_path: Path) -> None:
@@ -287,4 +287,4 @@ def test_links_revoked_mid_run_continue_from_an_http_mirror_keeping_the_bytes(tm
         kept = int(re.search(r"keeping the (\d+) bytes fetched", err).group(1))
         ranged = sum(r.bytes_sent for r in mirror.storage.log if r.range_header)
         assert kept >= 1_000_000 and ranged <= size - kept + 4 * (1 << 20), (kept, ranged, size)
-        assert state.read_receipt(RootPaths(root), "download", big.name)["source"] == "mirror 1 (127.0.0.1)"
+        assert ReceiptStore(RootPaths(root)).read(DownloadReceipt, big.name).source == "mirror 1 (127.0.0.1)"

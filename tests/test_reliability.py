@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from sa1b_cli.store import legacy as state
+from sa1b_cli.store import DownloadReceipt, ExtractReceipt, ReceiptStore, Reservation, Stage
 from sa1b_cli.errors import ExitStatus
 from sa1b_cli.extract import part_file_locations
 from sa1b_cli.store.locks import is_stale, read_holder
@@ -123,16 +123,16 @@ def assert_nothing_false_marked_complete(root: Path, sources: list[Source]) -> N
     """Every download receipt names the server's exact bytes; every extract receipt names files that are all there."""
     paths = RootPaths(root)
     for source in sources:
-        download = state.read_receipt(paths, "download", source.name)
+        download = ReceiptStore(paths).read(DownloadReceipt, source.name)
         if download is not None:
-            assert download["complete"] is True and download["sha256"] == source.sha256, source.name
+            assert download is not None and download.sha256 == source.sha256, source.name
             tar = paths.tar(source.name)
             if tar.exists():
                 assert hashlib.sha256(tar.read_bytes()).hexdigest() == source.sha256, f"{source.name} changed on disk"
-        extracted = state.read_receipt(paths, "extract", source.name)
+        extracted = ReceiptStore(paths).read(ExtractReceipt, source.name)
         if extracted is not None:
             assert download is not None, f"{source.name} extracted without a download receipt"
-            files = {entry.name: path for entry, path in part_file_locations(paths, extracted["layout"], source.name).files()}
+            files = {entry.name: path for entry, path in part_file_locations(paths, extracted.layout, source.name).files()}
             assert set(files) == set(source.members), source.name
             for member, data in source.members.items():
                 assert files[member].read_bytes() == data, f"{source.name}: {member} differs"
@@ -142,8 +142,8 @@ def assert_all_done(root: Path, sources: list[Source]) -> None:
     """Downloaded, extracted, verified deep (the same code as `sa1b verify --deep --tars`), nothing left behind."""
     paths = RootPaths(root)
     for source in sources:
-        assert state.read_receipt(paths, "download", source.name) is not None, source.name
-        assert state.read_receipt(paths, "extract", source.name) is not None, source.name
+        assert ReceiptStore(paths).read(DownloadReceipt, source.name) is not None, source.name
+        assert ReceiptStore(paths).read(ExtractReceipt, source.name) is not None, source.name
     assert_nothing_false_marked_complete(root, sources)
     report = verify_dataset(paths, deep=True, tars=True, expected=sum(s.pairs for s in sources), jobs=1)
     assert report.exit_status == ExitStatus.OK, report.summary()
@@ -218,7 +218,7 @@ def test_sigint_mid_download_stops_within_seconds_and_the_rerun_resumes(tmp_path
         assert not aria2c_pids(root)
         paths = RootPaths(root)
         assert paths.control_file(source.name).exists(), "aria2's progress must be saved"
-        assert not list(paths.locks.glob("*.lock")) and state.read_receipt(paths, "download", source.name) is None
+        assert not list(paths.locks.glob("*.lock")) and ReceiptStore(paths).read(DownloadReceipt, source.name) is None
         cdn.clear_faults()
         cdn.reset_log()
         rerun = run_sa1b(*pipeline(links, root))
@@ -253,7 +253,7 @@ def test_signal_during_extraction_keeps_nothing_half_done_and_the_rerun_extracts
         # The download is whole; its receipt comes from the read that extracts it, which was cut short.
         assert paths.tar(slow_to_extract.name).stat().st_size == slow_to_extract.path.stat().st_size
         assert not paths.control_file(slow_to_extract.name).exists()
-        assert state.read_receipt(paths, "extract", slow_to_extract.name) is None
+        assert ReceiptStore(paths).read(ExtractReceipt, slow_to_extract.name) is None
         assert not (root / "extracted").exists() or not any((root / "extracted").rglob("*.jpg"))
         assert not any(paths.tmp.iterdir()), "a half-extracted part was left behind"
         gets = len([r for r in cdn.log if r.method == "GET"])
@@ -319,10 +319,10 @@ def test_links_expiring_mid_run_then_a_fresh_file_completes(three_parts: list[So
     assert "fresh links file" in err
     assert_no_traceback((out, err))
     paths = RootPaths(root)
-    expired = [s.name for s in three_parts if state.read_receipt(paths, "download", s.name) is None]
+    expired = [s.name for s in three_parts if ReceiptStore(paths).read(DownloadReceipt, s.name) is None]
     assert expired, "the expiry came too late to test anything"
     for name in expired:
-        assert "expired" in state.read_failure(paths, "download", name)["reason"]
+        assert "expired" in ReceiptStore(paths).read_failure(Stage.DOWNLOAD, name).reason
     assert_nothing_false_marked_complete(root, three_parts)
     kept = sum(paths.tar(name).stat().st_size for name in expired if paths.tar(name).exists())
     assert kept > 0 and any(paths.control_file(n).exists() for n in expired), "partial downloads must be kept"
@@ -348,7 +348,7 @@ def test_silently_corrupted_gzip_part_fails_alone_and_is_never_extracted(three_p
     assert f"{bad.name}: archive check failed" in result.stderr
     assert_no_traceback(result)
     paths = RootPaths(root)
-    assert state.read_receipt(paths, "download", bad.name) is None and state.read_receipt(paths, "extract", bad.name) is None
+    assert ReceiptStore(paths).read(DownloadReceipt, bad.name) is None and ReceiptStore(paths).read(ExtractReceipt, bad.name) is None
     assert not (root / "extracted" / bad.name[:-4]).exists()
     assert_nothing_false_marked_complete(root, three_parts)  # (test_download checks that a rerun then completes)
 
@@ -466,8 +466,8 @@ def test_disk_full_while_extracting_keeps_the_download_and_finishes_after_the_di
         assert_no_traceback(squeezed)
         assert_nothing_false_marked_complete(root, sources)
         paths = RootPaths(root)
-        assert all(state.read_receipt(paths, "download", s.name) for s in sources), "downloads must be kept"
-        assert not [s for s in sources if state.read_receipt(paths, "extract", s.name)]
+        assert all(ReceiptStore(paths).read(DownloadReceipt, s.name) for s in sources), "downloads must be kept"
+        assert not [s for s in sources if ReceiptStore(paths).read(ExtractReceipt, s.name)]
         assert all(paths.tar(s.name).exists() for s in sources), "a tar is removed only once its part is extracted"
         assert not any(paths.tmp.iterdir()), "the failed extraction must clean up after itself"
         small_disk("64m")
@@ -494,12 +494,13 @@ def test_a_reserved_receipt_is_written_on_a_disk_that_filled_up(small_disk: Call
     part downloaded and checked keeps its receipt however full the disk got (before, the disk-full test
     below lost it once in twelve full-suite runs: the other part's extraction had filled the disk first)."""
     paths = RootPaths(tmp_path / "disk" / "root")
-    reserved = state.Reservation(paths.receipt("download", "sa_000000.tar"))
+    receipts = ReceiptStore(paths)
+    reserved = Reservation(paths.receipt("download", "sa_000000.tar"))
     fill_disk(tmp_path / "disk" / "filler")
     with pytest.raises(OSError):
-        state.write_receipt(paths, "download", "sa_000001.tar", {"complete": True, "size": 1})
-    state.write_receipt(paths, "download", "sa_000000.tar", {"complete": True, "size": 1}, reserved)
-    assert state.read_receipt(paths, "download", "sa_000000.tar")["complete"] is True
+        receipts.write(DownloadReceipt("sa_000001.tar", size=1))
+    receipts.write(DownloadReceipt("sa_000000.tar", size=1), reserved)
+    assert ReceiptStore(paths).read(DownloadReceipt, "sa_000000.tar") is not None
     assert [p.name for p in paths.receipts_dir("download").iterdir()] == ["sa_000000.json"], "no temporary file left"
 
 
