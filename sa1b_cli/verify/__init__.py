@@ -33,19 +33,8 @@ from sa1b_cli.verify.deep import CHUNK_PAIRS, ChunkResult, PairCheck, check_pair
 from sa1b_cli.verify.listing import Listing, list_folders, list_manifest
 from sa1b_cli.verify.plan import detect_layout, known_part_names
 from sa1b_cli.verify.present import problem_lines, summary_line, table_rows
-from sa1b_cli.verify.results import (
-    ALL_UNIT,
-    DEEP,
-    FULL_DATASET_PAIRS,
-    QUICK,
-    Level,
-    PartResult,
-    PartStatus,
-    Problem,
-    Problems,
-    TarResult,
-    VerifyReport,
-)
+from sa1b_cli.verify.results import (ALL_UNIT, DEEP, FULL_DATASET_PAIRS, QUICK, Level, PartResult, PartStatus,
+                                     Problem, Problems, TarResult, VerifyReport)
 from sa1b_cli.verify.tars import check_tar, listed_for
 
 __all__ = [

@@ -14,16 +14,8 @@ from sa1b_cli.store.parts import PartState, part_states, parts_under_root
 from sa1b_cli.store.paths import RootPaths
 from sa1b_cli.store.receipts import DownloadReceipt, ReceiptStore, VerifyReceipt
 from sa1b_cli.verify.listing import Listing, list_folders, list_manifest, parse_name
-from sa1b_cli.verify.results import (
-    ALL_UNIT,
-    FULL_DATASET_PAIRS,
-    FULL_DATASET_PARTS,
-    MISSING,
-    NOT_EXTRACTED,
-    PartStatus,
-    Problem,
-    Problems,
-)
+from sa1b_cli.verify.results import (ALL_UNIT, FULL_DATASET_PAIRS, FULL_DATASET_PARTS, MISSING, NOT_EXTRACTED,
+                                     PartStatus, Problem, Problems)
 
 PART_FOLDER = re.compile(r"^sa_\d{6}$")
 

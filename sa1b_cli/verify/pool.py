@@ -19,26 +19,13 @@ from sa1b_cli.checksums import ChecksumList
 from sa1b_cli.events import Reporter
 from sa1b_cli.store.paths import RootPaths
 from sa1b_cli.store.receipts import ReceiptStore, Stage
-from sa1b_cli.verify.cache import cached_tar, deep_findings, folder_stamp, receipt_holds, tar_key, unchanged_listing, \
-    verify_receipt
+from sa1b_cli.verify.cache import (cached_tar, deep_findings, folder_stamp, receipt_holds, tar_key, unchanged_listing,
+                                   verify_receipt)
 from sa1b_cli.verify.deep import CHUNK_PAIRS, ChunkResult, check_pairs
 from sa1b_cli.verify.listing import Listing
 from sa1b_cli.verify.plan import Unit
-from sa1b_cli.verify.results import (
-    CORRUPT,
-    DEEP,
-    INCOMPLETE,
-    MISSING,
-    NOT_EXTRACTED,
-    OK,
-    QUICK,
-    Level,
-    PartResult,
-    PartStatus,
-    Problem,
-    Problems,
-    TarResult,
-)
+from sa1b_cli.verify.results import (CORRUPT, DEEP, INCOMPLETE, MISSING, NOT_EXTRACTED, OK, QUICK, Level, PartResult,
+                                     PartStatus, Problem, Problems, TarResult)
 from sa1b_cli.verify.tars import check_tar, listed_for
 
 
