@@ -7,6 +7,7 @@ JSON) with download receipts made from reading them, as ``sa1b download`` leaves
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -20,8 +21,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from sa1b_cli.cli import cli
 from sa1b_cli.errors import ExitStatus
-from sa1b_cli.export.command import export_command
 from sa1b_cli.export.plan import Subset, sample_key
 from sa1b_cli.export.run import ExportRequest, export
 from sa1b_cli.extract import extract_parts
@@ -29,8 +30,9 @@ from sa1b_cli.integrity import check_part
 from sa1b_cli.store import DownloadReceipt, ReceiptStore
 from sa1b_cli.store.paths import RootPaths
 from sa1b_cli.testing.generator import make_parts, write_part
-from sa1b_cli.testing.processes import sa1b_env
+from sa1b_cli.testing.processes import sa1b_command, sa1b_env
 
+export_command = cli.commands["export"]
 PARTS = 3
 PAIRS = 12
 
@@ -125,9 +127,7 @@ def test_wids_opens_the_index(root: RootPaths, tmp_path: Path) -> None:
     out = tmp_path / "out"
     assert run_export(root, out, "--shard-size", "20K")[0] == 0
     env = sa1b_env({"WIDS_CACHE": str(tmp_path / "cache")})
-    try:
-        import torch  # noqa: F401
-    except ImportError:
+    if importlib.util.find_spec("torch") is None:
         stand_in = tmp_path / "torch_stand_in" / "torch"
         stand_in.mkdir(parents=True)
         (stand_in / "__init__.py").write_text("")
@@ -276,7 +276,7 @@ def test_a_part_damaged_since_its_download_fails_the_export(tmp_path: Path) -> N
 
 
 def start_export(paths: RootPaths, out: Path) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "sa1b_cli.export.command", "-d", str(paths.root), "-o", str(out),
+    return subprocess.Popen([*sa1b_command("export"), "-d", str(paths.root), "-o", str(out),
                              "--json", "--samples-per-shard", "2", "-j", "1"],
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=sa1b_env())
 

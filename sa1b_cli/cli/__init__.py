@@ -22,6 +22,7 @@ from sa1b_cli.cli.links import links_command
 from sa1b_cli.cli.options import CONTEXT_SETTINGS, console_options
 from sa1b_cli.cli.records import manifest_command, status_command
 from sa1b_cli.cli.stages import extract_command, verify_command
+from sa1b_cli.export.command import export_command
 
 
 @click.group(cls=Sa1bGroup, context_settings=CONTEXT_SETTINGS)
@@ -47,6 +48,7 @@ def cli(debug: bool, json_output: bool, quiet: bool) -> None:
 
 COMMANDS: list[click.Command] = [
     download_command, links_command, manifest_command, status_command, extract_command, demo_command, verify_command,
+    export_command,
 ]
 for _command in COMMANDS:
     cli.add_command(_command)

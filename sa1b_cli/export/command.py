@@ -1,4 +1,8 @@
-"""``sa1b export``: options in, :func:`sa1b_cli.export.run.export` called, its result out."""
+"""``sa1b export``: options in, :func:`sa1b_cli.export.run.export` called, its result out.
+
+Registered by ``sa1b_cli.cli`` (its ``COMMANDS``), which imports this module: reach the command through
+the group (``sa1b_cli.cli.cli.commands["export"]``), so the CLI package is always imported first.
+"""
 
 from __future__ import annotations
 
@@ -105,7 +109,3 @@ def _report(console: Console, result: ExportResult) -> None:
         f"{result.parts_read} parts read in {human_duration(result.seconds)}")
     console.print_result(f"export: {result.samples} samples, {human_bytes(result.bytes)} in {len(result.records)} "
                          f"{'chunks' if result.settings.format == 'folders' else 'shards'} -> {result.out} ({done})")
-
-
-if __name__ == "__main__":
-    export_command()
