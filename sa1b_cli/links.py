@@ -168,8 +168,8 @@ def _check_url(url: str) -> str | None:
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 - raises ValueError on a bad port
-    except ValueError as exc:
-        return f"malformed URL ({exc})"
+    except ValueError:  # its message quotes the port: URL text, perhaps a piece of a signature
+        return "malformed URL (a bad port or IPv6 host)"
     if parts.scheme.lower() not in ("http", "https"):
         # Only the scheme is shown: text without one may be the tail of a signed URL cut apart.
         return f"URL must be http(s), got {parts.scheme!r}" if parts.scheme else "URL must start with http(s)://"
