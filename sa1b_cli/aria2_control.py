@@ -54,6 +54,24 @@ def read_control_file(path: Path) -> ControlFileInfo | None:
             data = handle.read(MAX_CONTROL_FILE_BYTES)
     except OSError:
         return None
+    parsed = _parse(data)
+    if parsed is None:
+        return None
+    version, piece_length, total_length, bitfield = parsed
+    piece_count = -(-total_length // piece_length)
+    if len(bitfield) != -(-piece_count // 8):
+        return None
+    pieces_done = 0
+    completed = 0
+    for index in range(piece_count):
+        if bitfield[index >> 3] & (0x80 >> (index & 7)):
+            pieces_done += 1
+            completed += min(piece_length, total_length - index * piece_length)
+    return ControlFileInfo(version, piece_length, total_length, pieces_done, piece_count, completed, bytes(bitfield))
+
+
+def _parse(data: bytes) -> tuple[int, int, int, bytes] | None:
+    """Version, piece length, total length and bitfield of a control file; None when torn or not one."""
     if len(data) < 2:
         return None
     version = int.from_bytes(data[:2], "big")
@@ -72,13 +90,4 @@ def read_control_file(path: Path) -> ControlFileInfo | None:
     bitfield = data[offset : offset + bitfield_length]
     if piece_length == 0 or len(bitfield) != bitfield_length:
         return None
-    piece_count = -(-total_length // piece_length)
-    if bitfield_length != -(-piece_count // 8):
-        return None
-    pieces_done = 0
-    completed = 0
-    for index in range(piece_count):
-        if bitfield[index >> 3] & (0x80 >> (index & 7)):
-            pieces_done += 1
-            completed += min(piece_length, total_length - index * piece_length)
-    return ControlFileInfo(version, piece_length, total_length, pieces_done, piece_count, completed, bytes(bitfield))
+    return version, piece_length, total_length, bitfield

@@ -122,18 +122,23 @@ def _parse_manifest_json(text: str, origin: str) -> ChecksumList:
         raise InputFileError(origin, None, "a manifest JSON holds a 'parts' list of {name, md5, sha256} records")
     listed = ChecksumList(origin)
     for index, record in enumerate(records):
-        if not isinstance(record, dict) or not isinstance(record.get("name"), str):
-            raise InputFileError(origin, None, f"parts[{index}] is not a {{name, md5, sha256}} record")
-        for algorithm, digests, length in (("md5", listed.md5, 32), ("sha256", listed.sha256, 64)):
-            digest = record.get(algorithm)
-            if digest is None:
-                continue
-            if not isinstance(digest, str) or not re.fullmatch(f"[0-9a-fA-F]{{{length}}}", digest):
-                raise InputFileError(origin, None, f"parts[{index}] ({record['name']}): {algorithm} is not {length} hex digits")
-            _add(digests, record["name"], digest.lower(), origin, None)
+        _add_record(listed, index, record, origin)
     if not listed.names():
         raise InputFileError(origin, None, "no checksums found")
     return listed
+
+
+def _add_record(listed: ChecksumList, index: int, record: object, origin: str) -> None:
+    """One ``{name, md5, sha256}`` record of a manifest JSON (either digest may be absent)."""
+    if not isinstance(record, dict) or not isinstance(record.get("name"), str):
+        raise InputFileError(origin, None, f"parts[{index}] is not a {{name, md5, sha256}} record")
+    for algorithm, digests, length in (("md5", listed.md5, 32), ("sha256", listed.sha256, 64)):
+        digest = record.get(algorithm)
+        if digest is None:
+            continue
+        if not isinstance(digest, str) or not re.fullmatch(f"[0-9a-fA-F]{{{length}}}", digest):
+            raise InputFileError(origin, None, f"parts[{index}] ({record['name']}): {algorithm} is not {length} hex digits")
+        _add(digests, record["name"], digest.lower(), origin, None)
 
 
 def _add(digests: dict[str, str], raw_name: str, digest: str, origin: str, line: int | None) -> None:

@@ -74,18 +74,19 @@ class Source:
 
 def parse_mirrors(templates: Iterable[str], headers: Iterable[str] = ()) -> list[Mirror]:
     """Validate ``--mirror`` templates and ``--mirror-header`` lines (whose values are never echoed)."""
-    checked_headers = []
-    for header in headers:
-        if not _HEADER.match(header) or not header.partition(":")[2].strip():
-            shown = header.partition(":")[0][:40] if ":" in header else "(no colon)"
-            raise UsageError(f"--mirror-header {shown}: expected 'Name: value' (the value is never shown)")
-        checked_headers.append(header.strip())
-    mirrors = []
-    for number, raw in enumerate((t.strip() for t in templates if t.strip()), start=1):
-        mirrors.append(Mirror(number, _template(raw), tuple(checked_headers)))
-    if checked_headers and not any(not m.local for m in mirrors):
+    checked_headers = tuple(_checked_header(header) for header in headers)
+    mirrors = [Mirror(number, _template(raw), checked_headers)
+               for number, raw in enumerate((t.strip() for t in templates if t.strip()), start=1)]
+    if checked_headers and all(m.local for m in mirrors):
         raise UsageError("--mirror-header needs an http(s) --mirror to send it to")
     return mirrors
+
+
+def _checked_header(header: str) -> str:
+    if not _HEADER.match(header) or not header.partition(":")[2].strip():
+        shown = header.partition(":")[0][:40] if ":" in header else "(no colon)"
+        raise UsageError(f"--mirror-header {shown}: expected 'Name: value' (the value is never shown)")
+    return header.strip()
 
 
 def _template(raw: str) -> str:
@@ -227,28 +228,44 @@ def plan_sources(parts: list[PartSources], meta_results: dict[str, ProbeResult],
     for part in parts:
         result = meta_results.get(part.name)
         if part.sources and part.sources[0].is_meta and result is not None:
-            part.size, part.state = result.size, result.state
-            if result.state in ("expired", "missing"):
-                part.pass_over(_meta_reason(result), result.state == "expired")
+            _take_probe(part, result)
     if not mirrors_wanted:
         return
-    pending = [p for p in parts if p.sources and not p.sources[0].is_meta]
-    while pending:  # each round probes every such part's next mirror
+    _settle_mirrors([p for p in parts if p.sources and not p.sources[0].is_meta])
+    _mix_in_mirrors(parts, has_reference)
+
+
+def _take_probe(part: PartSources, result: ProbeResult) -> bool:
+    """Record what the serving source answered; pass it over (True) when it cannot serve the part."""
+    part.size, part.state = result.size, result.state
+    if result.state in ("expired", "missing") or (result.status == 401 and not part.sources[0].is_meta):
+        part.pass_over(_passed_reason(part.sources[0], result), result.state == "expired")
+        return True
+    return False
+
+
+def _settle_mirrors(pending: list[PartSources]) -> None:
+    """Probe each part's next mirror, round after round, until one answers live or none is left."""
+    while pending:
         results = probe_sources([(p.name, p.sources[0]) for p in pending])
-        still = []
-        for part, result in zip(pending, results):
-            part.size, part.state = result.size, result.state
-            if result.state in ("expired", "missing") or result.status == 401:
-                why = "HTTP 401: it wants a token (--mirror-header)" if result.status == 401 else result.message or result.state
-                part.pass_over(why, result.state == "expired")
-                if part.sources:
-                    still.append(part)
-        pending = still
+        pending = [part for part, result in zip(pending, results) if _take_probe(part, result) and part.sources]
+
+
+def _mix_in_mirrors(parts: list[PartSources], has_reference: Callable[[str], bool]) -> None:
+    """An HTTP mirror of the same size fetched together with Meta's link, where a checksum proves the mix."""
     mixable = [p for p in parts if len(p.sources) > 1 and p.sources[0].is_meta and p.state == "live"
                and has_reference(p.name) and can_mix(p.sources[0], p.sources[1], True, True)]
     for part, result in zip(mixable, probe_sources([(p.name, p.sources[1]) for p in mixable])):
         if result.state == "live" and result.size is not None and result.size == part.size:
             part.mixed_with = part.sources[1]
+
+
+def _passed_reason(source: Source, result: ProbeResult) -> str:
+    if source.is_meta:
+        return _meta_reason(result)
+    if result.status == 401:
+        return "HTTP 401: it wants a token (--mirror-header)"
+    return result.message or result.state
 
 
 def _meta_reason(result: ProbeResult) -> str:
