@@ -220,6 +220,12 @@ class ReceiptStore:
     def remove(self, stage: Stage, name: str) -> None:
         self.paths.receipt(stage.value, name).unlink(missing_ok=True)
 
+    def withdraw(self, stage: Stage, name: str, reason: str) -> None:
+        """A stage's proof no longer holds (its output was found damaged): remove the receipt and say why
+        in the stage's failure record, so ``status`` shows the reason and the stage runs again."""
+        self.remove(stage, name)
+        self.write_failure(stage, name, reason)
+
     def all(self, cls: type[R]) -> dict[str, R]:
         """Every readable receipt of a stage, keyed by part file name (``sa_000000.tar``)."""
         result: dict[str, R] = {}

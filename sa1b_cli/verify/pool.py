@@ -26,7 +26,7 @@ from sa1b_cli.verify.listing import Listing
 from sa1b_cli.verify.plan import Unit
 from sa1b_cli.verify.results import (CORRUPT, DEEP, INCOMPLETE, MISSING, NOT_EXTRACTED, OK, QUICK, Level, PartResult,
                                      PartStatus, Problem, Problems, TarResult)
-from sa1b_cli.verify.tars import check_tar, listed_for
+from sa1b_cli.verify.tars import DAMAGE_KINDS, check_tar, listed_for
 
 
 class _InlineExecutor(Executor):
@@ -156,7 +156,24 @@ class Run:
             part.tar = cached_tar(unit.previous, key, self.options.force)
             if part.tar is None:
                 self._queue(check_tar, (unit.tar_path, unit.download, listed, key), "tar", part)
+            else:
+                self._withdraw_if_damaged(part)
         return part
+
+    def _withdraw_if_damaged(self, part: _Open) -> None:
+        """A tar whose bytes changed since its download (size or hash against its receipt) loses that
+        receipt: it no longer proves anything, and `download` then fetches the part again."""
+        damage = next((p for p in part.tar.problems.listed if p.kind in DAMAGE_KINDS), None) if part.tar else None
+        if damage is None or part.unit.download is None:
+            return
+        reason = f"verify --tars found the tar damaged: {damage.message}"
+        try:
+            self.receipts.withdraw(Stage.DOWNLOAD, part.unit.name, reason)
+        except OSError as exc:
+            self._cache_unwritable(exc)
+            return
+        self.reporter.event("receipt_withdrawn", f"{part.unit.name}: {reason}; its download receipt is withdrawn, "
+                            "`sa1b download` fetches it again", part=part.unit.name, level="warning")
 
     def _queue(self, fn: Callable[..., Any], args: tuple[Any, ...], kind: str, part: _Open) -> None:
         self.ready.append((fn, args, kind, part))
@@ -166,6 +183,7 @@ class Run:
         if kind == "tar":
             part.tar = result
             self.progress.advance(0, result.size or 0)
+            self._withdraw_if_damaged(part)
         elif kind == "scan":
             part.listing = result
             result.listed = True

@@ -13,6 +13,9 @@ from sa1b_cli.checksums import ChecksumList
 from sa1b_cli.store.receipts import DownloadReceipt
 from sa1b_cli.verify.results import Problem, TarResult
 
+# What says the bytes on disk are not the bytes that were downloaded and checked.
+DAMAGE_KINDS = ("tar-size", "tar-hash")
+
 
 def listed_for(checksums: ChecksumList | None, name: str) -> ChecksumList | None:
     """What ``checksums`` says of one part, as a list of that part alone (small enough to hand to a
