@@ -23,6 +23,7 @@ from sa1b_cli.store.paths import RootPaths
 from sa1b_cli.store.receipts import DownloadReceipt, ExtractReceipt, ReceiptStore
 
 EXTRACTION_FAILED = "downloaded, but extraction failed (see above)"
+CHECK_FINDINGS = ("size", "md5", "sha256", "compressed", "members", "images", "annotations")  # a read's, as its receipt keeps them
 
 
 class CheckStopped(Exception):
@@ -166,13 +167,7 @@ class PartChecker:
             return PartOutcome(name, Outcome.FAILED, f"{mismatch}; {a.serving} sent other bytes", wrong_bytes=True)
         receipt = DownloadReceipt(
             part=name,
-            size=check.size,
-            md5=check.md5,
-            sha256=check.sha256,
-            compressed=check.compressed,
-            members=check.members,
-            images=check.images,
-            annotations=check.annotations,
+            **{found: getattr(check, found) for found in CHECK_FINDINGS},
             url=redact_url(a.entry.url) if not a.sources or a.sources[0].is_meta else a.sources[0].shown,
             source=a.serving,
             content_length=a.expected_size,

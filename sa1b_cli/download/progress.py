@@ -49,10 +49,9 @@ class RunProgress:
         speed = sum(a.speed for a in active.values())
         rate = self._rate(completed, speed)
         eta = (self.total_bytes - completed) / rate if self.total_bytes and rate > 0 else None
-        done_parts = sum(1 for o in outcomes.values() if o.status in DONE)
-        failed = sum(1 for o in outcomes.values() if o.status in NOT_DONE)
         parts = [_transfer(name, a) for name, a in active.items() if not (a.queued and a.step == Step.ACTIVE)]
-        return TransferSnapshot(parts, completed, self.total_bytes, speed, eta, done_parts, failed, len(self.plan.parts))
+        return TransferSnapshot(parts, completed, self.total_bytes, speed, eta, _count(outcomes, DONE),
+                                _count(outcomes, NOT_DONE), len(self.plan.parts))
 
     def _rate(self, completed: int, speed: float) -> float:
         """Bytes per second over the last samples (aria2's momentary speed until there are some)."""
@@ -80,6 +79,10 @@ class RunProgress:
                               "speed": p.speed, "source": active[p.name].serving if p.name in active else None}
                              for p in snapshot.parts],
         }
+
+
+def _count(outcomes: Mapping[str, PartOutcome], statuses: tuple[Outcome, ...]) -> int:
+    return sum(1 for o in outcomes.values() if o.status in statuses)
 
 
 def _transfer(name: str, a: ActivePart) -> PartTransfer:
