@@ -120,7 +120,7 @@ def test_demo_refuses_an_earlier_demo_of_another_size(demo_run: tuple[Path, subp
 
 
 def test_demo_with_a_mirror_catches_its_wrong_part_and_gets_it_from_meta_later(tmp_path: Path) -> None:
-    from sa1b_cli.store import legacy as state
+    from sa1b_cli.store.receipts import DownloadReceipt, ReceiptStore
 
     directory = tmp_path / "demo"
     result = run_sa1b("demo", "-d", directory, "--parts", PARTS, "--pairs", PAIRS, "--mirror", "--json")
@@ -131,6 +131,7 @@ def test_demo_with_a_mirror_catches_its_wrong_part_and_gets_it_from_meta_later(t
     assert via_mirror["wrong_bytes"] == 1 and via_mirror["parts"][wrong]["wrong_bytes"] is True
     assert "does not match the checksum list" in via_mirror["parts"][wrong]["reason"]
     paths = RootPaths(directory / "dataset")
-    assert state.read_receipt(paths, "download", wrong)["source"] == "meta"
-    assert state.read_receipt(paths, "download", "sa_000000.tar")["source"] == "mirror 1 (localhost)"
+    receipts = ReceiptStore(paths)
+    assert receipts.read(DownloadReceipt, wrong).source == "meta"
+    assert receipts.read(DownloadReceipt, "sa_000000.tar").source == "mirror 1 (localhost)"
     assert summary["stages"] == {"download (mirror)": 0, "download": 0, "extract": 0, "verify": 0}

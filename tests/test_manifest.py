@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from sa1b_cli.store import legacy as state
+from sa1b_cli.store.atomic import atomic_write_json
+from sa1b_cli.store.receipts import DownloadReceipt, ReceiptStore
 from sa1b_cli.checksums import ChecksumList, parse_checksums
 from sa1b_cli.errors import ExitStatus, UsageError
 from sa1b_cli.manifest import NothingToList, write_manifest
@@ -89,7 +90,7 @@ def test_verify_against_a_sha256sum_manifest_and_a_list_naming_only_some(small_p
     assert run_sa1b("manifest", "-d", site_a, "-o", tmp_path / "handover").returncode == 0
     sha_list = tmp_path / "handover" / "sa1b-manifest.sha256"
     assert run_sa1b("download", links_file, "-d", site_b, "--checksums", sha_list, "--extract").returncode == 0
-    assert all(state.read_receipt(RootPaths(site_b), "download", p.name)["md5"] is None for p in small_parts)
+    assert all(ReceiptStore(RootPaths(site_b)).read(DownloadReceipt, p.name).md5 is None for p in small_parts)
 
     partial = tmp_path / "partial.md5"
     partial.write_text((tmp_path / "handover" / "sa1b-manifest.md5").read_text().splitlines()[1] + "\n")
@@ -122,8 +123,8 @@ def test_manifest_from_receipts_alone(tmp_path: Path) -> None:
             receipt.update(md5=None, source=None)
         if name == "sa_000002.tar":
             receipt["sha256"] = "not hex"
-        state.write_receipt(paths, "download", name, receipt)
-    state.write_receipt(paths, "download", "sa_000004.tar", {"complete": False, "size": 1})
+        atomic_write_json(paths.receipt("download", name), {"part": name, "time": "2026-11-01T12:00:00+00:00", **receipt})  # as sa1b 0.x wrote them
+    atomic_write_json(paths.receipt("download", "sa_000004.tar"), {"part": "sa_000004.tar", "complete": False, "size": 1})
     result = write_manifest(paths)
     assert [r["name"] for r in result.parts] == ["sa_000000.tar", "sa_000001.tar", "sa_000003.tar"]
     assert result.without_md5 == ["sa_000001.tar"] and result.unusable == ["sa_000002.tar"]

@@ -164,7 +164,7 @@ def verify_command(root: Path, parts: str | None, shard: str | None, deep: bool,
 
 
 def _write_report(report_path: Path, report: dict) -> None:
-    from sa1b_cli.store.legacy import atomic_write_json
+    from sa1b_cli.store.atomic import atomic_write_json
 
     try:
         atomic_write_json(report_path, report)
