@@ -23,7 +23,6 @@ from sa1b_cli.download.model import (
     PartOutcome,
     PartPlan,
     PlanAction,
-    aria2_size,
 )
 from sa1b_cli.download.plan import check_disk_space, expiry_message, plan_download
 from sa1b_cli.download.run import DownloadRun
@@ -31,6 +30,6 @@ from sa1b_cli.download.session import make_daemon
 
 __all__ = [
     "DownloadOptions", "DownloadPlan", "DownloadResult", "DownloadRun", "Outcome", "PartOutcome", "PartPlan",
-    "PlanAction", "aria2_size", "check_disk_space", "completed_prefix", "expiry_message", "make_daemon",
+    "PlanAction", "check_disk_space", "completed_prefix", "expiry_message", "make_daemon",
     "plan_download",
 ]

@@ -114,9 +114,6 @@ class DownloadPlan:
     def to_fetch(self) -> list[PartPlan]:
         return [p for p in self.parts if p.action == PlanAction.FETCH]
 
-    def count(self, action: PlanAction) -> int:
-        return sum(1 for p in self.parts if p.action == action)
-
     def to_dict(self) -> dict[str, Any]:
         return {
             "links": self.links_path,
