@@ -9,7 +9,7 @@ import click
 
 from sa1b_cli.cli.edge import handles_errors, process_environ
 from sa1b_cli.cli.options import (aria2_size, checksum_options, env_option, jobs_option, mirror_options, output_options,
-                                  root_option, selection_options)
+                                  required_root_option, selection_options)
 from sa1b_cli.console import Console, human_bytes
 from sa1b_cli.errors import ExitStatus, UsageError
 
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 @click.command("download")
 @click.argument("links", type=click.Path(dir_okay=False, path_type=Path), envvar="SA1B_LINKS")
-@root_option
+@required_root_option
 @selection_options
 @jobs_option(4, "parts to download", "download")
 @env_option("-x", "--connections", type=click.IntRange(1, 16), default=8, help="Connections per part.")

@@ -29,11 +29,37 @@ def env_option(*decls: str, command: str | None = None, **kwargs: Any) -> Callab
     return click.option(*decls, **kwargs)
 
 
+_ROOT_HELP = "Dataset root: tars/, extracted files and the .sa1b/ state directory live here."
+
+
+def _outside_other_roots(ctx: click.Context, param: click.Parameter, root: Path) -> Path:
+    """ROOT as given, unless it lies inside another sa1b ROOT (``-d ROOT/tars``): refused with the -d to use."""
+    from sa1b_cli.store.paths import enclosing_root
+
+    enclosing = enclosing_root(root)
+    if enclosing is not None:
+        raise click.BadParameter(f"{root} is inside the sa1b ROOT {enclosing}: use -d {enclosing}", ctx, param)
+    return root
+
+
+def _required_root(ctx: click.Context, param: click.Parameter, root: Path | None) -> Path:
+    """ROOT for a command that fills it: never the working directory by default (a cron line fills $HOME)."""
+    if root is None:
+        raise click.UsageError(f"{ctx.command.name} needs the dataset ROOT: give -d DIR or set SA1B_ROOT "
+                               "(there is no default, so that it never fills the working directory)", ctx)
+    return _outside_other_roots(ctx, param, root)
+
+
 def root_option(f: F) -> F:
-    return env_option(
-        "-d", "--root", type=click.Path(file_okay=False, path_type=Path), default=Path("."),
-        help="Dataset root: tars/, extracted files and the .sa1b/ state directory live here.",
-    )(f)
+    """-d/--root of the commands that read a ROOT (default: the working directory)."""
+    return env_option("-d", "--root", type=click.Path(file_okay=False, path_type=Path), default=Path("."),
+                      callback=_outside_other_roots, help=_ROOT_HELP)(f)
+
+
+def required_root_option(f: F) -> F:
+    """-d/--root of ``download``, which fills ROOT with 11 TB: given with -d or SA1B_ROOT, never defaulted."""
+    return env_option("-d", "--root", type=click.Path(file_okay=False, path_type=Path), default=None,
+                      show_default=False, callback=_required_root, help=_ROOT_HELP + " Required.")(f)
 
 
 def selection_options(f: F) -> F:

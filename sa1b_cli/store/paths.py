@@ -27,11 +27,34 @@ from pathlib import Path
 
 STATE_DIR_NAME = ".sa1b"
 STAGES = ("download", "extract", "verify")
+# The folders a ROOT fills (tars, the three layouts' folders, the state): a -d pointing into one is a mistake.
+ROOT_FOLDERS = ("tars", "extracted", "images", "annotations", STATE_DIR_NAME)
 
 
 def part_stem(name: str) -> str:
     """``sa_000000.tar`` -> ``sa_000000``."""
     return name[:-4] if name.endswith(".tar") else name
+
+
+def enclosing_root(path: Path) -> Path | None:
+    """The sa1b ROOT that ``path`` lies inside (``ROOT/tars``, ``ROOT/extracted/sa_000000``...), else None.
+
+    A ``-d`` one level too deep would otherwise start a second dataset there (``ROOT/tars/tars``).
+    Only a path inside one of ROOT's own folders counts: a ROOT elsewhere under a folder that holds a
+    stray ``.sa1b`` (a run without ``-d`` in $HOME) is not refused. A path that is a ROOT itself is fine.
+    """
+    absolute = path.resolve()
+    if (absolute / STATE_DIR_NAME).is_dir():
+        return None
+    for parent in absolute.parents:
+        if absolute.relative_to(parent).parts[0] in ROOT_FOLDERS and _is_root(parent):
+            return parent
+    return None
+
+
+def _is_root(path: Path) -> bool:
+    """A folder sa1b has worked in (its state folder), or one whose tars/ holds a part (copied by hand)."""
+    return (path / STATE_DIR_NAME).is_dir() or next((path / "tars").glob("sa_*.tar*"), None) is not None
 
 
 def host_tag() -> str:
