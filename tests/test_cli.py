@@ -67,6 +67,23 @@ def test_the_demo_ranks_its_stages_by_the_same_order_as_download() -> None:
     assert result.exit_status == ExitStatus.PARTS_FAILED  # the numeric maximum said LOCKED (4)
 
 
+def test_extract_ranks_its_parts_by_the_same_order() -> None:
+    """A run stopped after a part failed says "not final" (130), as every command does, not "failed" (3).
+
+    Built from real results, not through a process: the extract command re-raises the interrupt, which
+    exits 130 before the result's status is asked; library callers and reports read ``exit_status``."""
+    from sa1b_cli.extract.results import ExtractResult, PartExtractResult, PartStatus
+
+    def result(*statuses: PartStatus) -> ExtractResult:
+        return ExtractResult("parts", [PartExtractResult(f"sa_{i:06d}.tar", s) for i, s in enumerate(statuses)])
+
+    assert result(PartStatus.FAILED, PartStatus.INTERRUPTED).exit_status == ExitStatus.INTERRUPTED
+    assert result(PartStatus.LOCKED, PartStatus.FAILED).exit_status == ExitStatus.PARTS_FAILED
+    assert result(PartStatus.EXTRACTED, PartStatus.LOCKED, PartStatus.NOT_DOWNLOADED).exit_status == ExitStatus.LOCKED
+    assert result(PartStatus.EXTRACTED, PartStatus.ALREADY, PartStatus.NOT_DOWNLOADED).exit_status == ExitStatus.OK
+    assert result(PartStatus.FAILED, PartStatus.INTERRUPTED).summary()["exit_code"] == ExitStatus.INTERRUPTED
+
+
 def test_the_readme_writes_the_order_down() -> None:
     readme = " ".join((REPO / "README.md").read_text().split())
     order = ", ".join(str(int(status)) for status in SEVERITY)

@@ -6,7 +6,7 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any
 
-from sa1b_cli.errors import ExitStatus
+from sa1b_cli.errors import ExitStatus, worst
 
 
 class PartStatus(str, enum.Enum):
@@ -24,6 +24,9 @@ class PartStatus(str, enum.Enum):
 
 
 EXTRACTED, ALREADY, FAILED, LOCKED, NOT_DOWNLOADED, INTERRUPTED = PartStatus
+
+# The exit status each outcome stands for; a part done, already done or not downloaded adds none.
+_EXIT_OF = {FAILED: ExitStatus.PARTS_FAILED, INTERRUPTED: ExitStatus.INTERRUPTED, LOCKED: ExitStatus.LOCKED}
 
 
 @dataclass
@@ -58,13 +61,8 @@ class ExtractResult:
 
     @property
     def exit_status(self) -> ExitStatus:
-        if self.with_status(FAILED):
-            return ExitStatus.PARTS_FAILED
-        if self.with_status(INTERRUPTED):
-            return ExitStatus.INTERRUPTED
-        if self.with_status(LOCKED):
-            return ExitStatus.LOCKED
-        return ExitStatus.OK
+        """The worst of the parts' outcomes by the one order every command uses (a stop outranks a failure)."""
+        return worst(_EXIT_OF[p.status] for p in self.parts if p.status in _EXIT_OF)
 
     def summary(self) -> dict[str, Any]:
         """The numbers of the run, as the JSON summary record carries them."""
