@@ -20,7 +20,8 @@ from sa1b_cli.sources import copy_local
 from sa1b_cli.aria2_control import read_control_file
 from sa1b_cli.store.atomic import Reservation
 from sa1b_cli.store.paths import RootPaths
-from sa1b_cli.store.receipts import DownloadReceipt, ExtractReceipt, ReceiptStore
+from sa1b_cli.store.parts import part_state
+from sa1b_cli.store.receipts import DownloadReceipt, ReceiptStore
 
 EXTRACTION_FAILED = "downloaded, but extraction failed (see above)"
 CHECK_FINDINGS = ("size", "md5", "sha256", "compressed", "members", "images", "annotations")  # a read's, as its receipt keeps them
@@ -63,7 +64,7 @@ class PartChecker:
         """With --extract: a part not extracted yet (never, or its extraction failed, was killed, ran out
         of space). Such a part is checked by the read that unpacks it (one read, not two)."""
         return (bool(self.options.extract_layout) and PART_NAME.match(name) is not None
-                and self.receipts.read(ExtractReceipt, name) is None)
+                and not part_state(self.receipts, name).extracted)
 
     def copy_then_check(self, name: str, a: ActivePart) -> PartOutcome:
         """Copy a part from a local mirror (only what is missing), then check it."""
