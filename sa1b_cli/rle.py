@@ -18,8 +18,8 @@ images a second. Three decoders, each takes the masks of one or more images at o
 - ``numpy`` (``numpy_mask_stats``): a vectorised decoder for any input, the
   reference the others are tested against, and the fallback for unusual batches.
 
-``BACKEND`` is the fastest one loaded; ``SA1B_RLE_BACKEND=pycocotools`` or ``=numpy``
-chooses a slower one (for comparison, or to rule a decoder out).
+``BACKEND`` is the fastest one loaded; ``use_backend`` chooses a slower one (for comparison, or to
+rule a decoder out). The cli edge calls it from ``SA1B_RLE_BACKEND``: this module reads no environment.
 
 The string format (pycocotools ``rleToString`` / ``rleFrString``): each count is
 written as little-endian 5-bit groups plus 48; bit 0x20 of a character says "more
@@ -30,7 +30,6 @@ Counts alternate zeros and ones in column-major order, starting with zeros.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -260,11 +259,7 @@ def _bbox(start: np.ndarray, last: np.ndarray, h: np.ndarray, per_mask: np.ndarr
 NATIVE = "native"
 PYCOCOTOOLS = "pycocotools"
 NUMPY = "numpy"
-BACKEND_VARIABLE = "SA1B_RLE_BACKEND"  # "pycocotools" or "numpy": use that decoder, not a faster one
-
-
-def _requested_backend() -> str:
-    return os.environ.get(BACKEND_VARIABLE, "").strip().lower()
+BACKENDS = (NATIVE, PYCOCOTOOLS, NUMPY)  # fastest first
 
 
 # ------------------------------------------------------------------ native fast path
@@ -272,8 +267,6 @@ def _requested_backend() -> str:
 try:
     from sa1b_cli import _rlestats
 except ImportError:  # built at install time only where a C compiler is present
-    _rlestats = None  # type: ignore[assignment]
-if _requested_backend() in (PYCOCOTOOLS, NUMPY):
     _rlestats = None  # type: ignore[assignment]
 
 
@@ -316,7 +309,7 @@ def native_annotation_stats(files: list[list[Any]]) -> AnnotationColumns | None:
     ``native_mask_stats`` would decline. The caller then takes its general path, which
     describes the problem; on everything this accepts, both give the same columns.
     """
-    if _rlestats is None:
+    if BACKEND != NATIVE:  # not built, or a slower decoder chosen
         return None
     n = sum(map(len, files))
     ids, area = np.empty(n), np.empty(n)
@@ -332,9 +325,25 @@ def native_annotation_stats(files: list[list[Any]]) -> AnnotationColumns | None:
 
 # ------------------------------------------------------------------ pycocotools fast path
 
-_c_functions = None if _requested_backend() == NUMPY else _rle_pycocotools.load()
-# What ``mask_stats`` uses: the fastest decoder loaded.
-BACKEND = NATIVE if _rlestats is not None else PYCOCOTOOLS if _c_functions is not None else NUMPY
+_c_functions = _rle_pycocotools.load()
+
+
+def use_backend(requested: str = "") -> str:
+    """Make ``mask_stats`` decode with ``requested`` (one of ``BACKENDS``), or the next slower one loaded
+    when it is not; ``""``: the fastest loaded. Returns the one in use.
+
+    One choice per process, made by the cli edge (``SA1B_RLE_BACKEND``) before any work starts; the
+    workers of verify's pool, forked, inherit it.
+    """
+    global BACKEND
+    loaded = {NATIVE: _rlestats is not None, PYCOCOTOOLS: _c_functions is not None, NUMPY: True}
+    allowed = BACKENDS[BACKENDS.index(requested):] if requested else BACKENDS
+    BACKEND = next(backend for backend in allowed if loaded[backend])
+    return BACKEND
+
+
+# What ``mask_stats`` uses: the fastest decoder loaded, until ``use_backend`` chooses another.
+BACKEND = use_backend()
 
 
 def fast_mask_stats(counts: Sequence[str], heights: Sequence[int] | np.ndarray,

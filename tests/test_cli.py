@@ -312,11 +312,15 @@ def test_the_per_command_name_wins_and_sets_only_its_command(tmp_path: Path) -> 
 
 
 def test_the_core_reads_no_environment() -> None:
-    """Only the cli package reads os.environ (rle.py's backend variable is the verify stage's, see its module)."""
+    """Only the cli package reads os.environ; the core is given what it needs (SA1B_RLE_BACKEND: cli/edge.py).
+
+    aria2_daemon.py is no reader: it copies the environment into aria2c's (loopback added to no_proxy), so that
+    the child process finds what any program does (PATH, HOME, proxies, certificates); sa1b decides nothing by it.
+    testing/ starts processes for tests and benchmarks, as a user's shell would."""
     readers = []
     for path in sorted((REPO / "sa1b_cli").rglob("*.py")):
         relative = path.relative_to(REPO / "sa1b_cli").as_posix()
-        if relative.startswith(("cli/", "testing/")) or relative in ("rle.py", "aria2_daemon.py"):
+        if relative.startswith(("cli/", "testing/")) or relative == "aria2_daemon.py":
             continue
         if re.search(r"os\.environ|getenv", path.read_text()):
             readers.append(relative)

@@ -5,9 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import sysconfig
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,8 +15,11 @@ from hypothesis import strategies as st
 from pycocotools import mask as coco
 
 from sa1b_cli import rle, verify
+from sa1b_cli.cli.edge import RLE_BACKEND_VARIABLE
+from sa1b_cli.errors import ExitStatus
 from sa1b_cli.verify.masks import MaskBatch, annotation_columns
 from sa1b_cli.testing.generator import decode_counts, encode_counts, make_annotation
+from sa1b_cli.testing.processes import run_sa1b
 
 needs_fast_path = pytest.mark.skipif(rle._c_functions is None, reason="pycocotools' C functions not loadable")
 needs_native = pytest.mark.skipif(rle._rlestats is None, reason="the C extension sa1b_cli._rlestats is not built")
@@ -309,9 +310,8 @@ def test_native_decoder_checks_its_buffers() -> None:
                     reason="no C compiler: the extension is optional and not built")
 def test_native_extension_is_built_where_a_compiler_is_present() -> None:
     """An optional build fails quietly; where a compiler exists, a failure here means it broke."""
-    assert rle._rlestats is not None or os.environ.get(rle.BACKEND_VARIABLE), "sa1b_cli._rlestats did not build"
-    if not os.environ.get(rle.BACKEND_VARIABLE):
-        assert rle.BACKEND == rle.NATIVE
+    assert rle._rlestats is not None, "sa1b_cli._rlestats did not build"
+    assert rle.use_backend() == rle.NATIVE  # the fastest loaded, whatever SA1B_RLE_BACKEND says: the cli chooses
 
 
 @pytest.mark.parametrize("decode", [*DECODERS, pytest.param(rle.fast_mask_stats, id="fast")])
@@ -339,20 +339,48 @@ def test_fast_path_frees_what_pycocotools_allocates() -> None:
     assert resident_bytes() - before < 20 * 2**20  # a leak would hold ~90 MB
 
 
-@needs_fast_path
-def test_backend_can_be_forced_to_pycocotools() -> None:
-    code = "from sa1b_cli import rle; s = rle.mask_stats(['6:1'], [17], [1]); print(rle.BACKEND, s.area.tolist())"
-    env = {**os.environ, rle.BACKEND_VARIABLE: "pycocotools", "PYTHONPATH": str(Path(rle.__file__).parents[1])}
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
-    assert out.split() == ["pycocotools", "[10]"]
+def test_use_backend_chooses_a_slower_decoder_and_the_deep_check_follows() -> None:
+    files = [json.loads(make_annotation(1, masks_per_image=3))["annotations"]]
+    fastest = rle.BACKEND
+    try:
+        assert rle.use_backend(rle.NUMPY) == rle.BACKEND == rle.NUMPY
+        assert rle.native_annotation_stats(files) is None  # verify's columns then come from the chosen decoder
+        assert rle.mask_stats(["6:1"], [17], [1]).area.tolist() == [10]
+        expected = rle.PYCOCOTOOLS if rle._c_functions is not None else rle.NUMPY
+        assert rle.use_backend(rle.PYCOCOTOOLS) == expected  # not loaded: the next slower one
+        assert rle.use_backend(rle.NATIVE) == fastest == rle.use_backend("")
+    finally:
+        rle.use_backend()
 
 
-def test_backend_can_be_forced_to_numpy() -> None:
-    code = ("from sa1b_cli import rle; s = rle.mask_stats(['6:1'], [17], [1]); "
-            "print(rle.BACKEND, rle.fast_mask_stats(['6:1'], [17], [1]), s.error.tolist(), s.area.tolist())")
-    env = {**os.environ, rle.BACKEND_VARIABLE: "numpy", "PYTHONPATH": str(Path(rle.__file__).parents[1])}
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
-    assert out.split() == ["numpy", "None", "[0]", "[10]"]
+@pytest.fixture
+def extracted_root(links_file: Path, tmp_path: Path) -> Path:
+    root = tmp_path / "root"
+    result = run_sa1b("download", links_file, "-d", root, "--extract")
+    assert result.returncode == 0, result.stderr
+    return root
+
+
+def _deep_verify_backend(root: Path, env: dict[str, str]) -> str | None:
+    result = run_sa1b("verify", "-d", root, "--deep", "--json", "--jobs", "2", env=env)
+    [summary] = [r for r in map(json.loads, result.stdout.splitlines()) if r["type"] == "summary"]
+    return summary["rle_backend"]
+
+
+def test_the_backend_variable_reaches_verify_through_the_cli_edge(extracted_root: Path) -> None:
+    assert _deep_verify_backend(extracted_root, {RLE_BACKEND_VARIABLE: "numpy"}) == rle.NUMPY
+    assert _deep_verify_backend(extracted_root, {RLE_BACKEND_VARIABLE: " NumPy "}) == rle.NUMPY
+    if rle._c_functions is not None:
+        assert _deep_verify_backend(extracted_root, {RLE_BACKEND_VARIABLE: "pycocotools"}) == rle.PYCOCOTOOLS
+    assert _deep_verify_backend(extracted_root, {RLE_BACKEND_VARIABLE: ""}) == rle.BACKEND
+
+
+def test_an_unknown_backend_is_a_usage_error_naming_the_variable(extracted_root: Path) -> None:
+    result = run_sa1b("verify", "-d", extracted_root, "--deep", env={RLE_BACKEND_VARIABLE: "numpyy"})
+    assert result.returncode == ExitStatus.USAGE
+    assert "SA1B_RLE_BACKEND='numpyy'" in result.stderr and "native, pycocotools, numpy" in result.stderr
+    record = json.loads(run_sa1b("--json", "verify", "-d", extracted_root, env={RLE_BACKEND_VARIABLE: "x"}).stdout)
+    assert record["type"] == "error" and record["exit_code"] == ExitStatus.USAGE
 
 
 def test_verify_summary_names_the_backend() -> None:

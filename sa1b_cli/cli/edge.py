@@ -23,11 +23,28 @@ from sa1b_cli.errors import ExitStatus, Sa1bError
 F = TypeVar("F", bound=Callable[..., Any])
 
 _TRUE = ("1", "true", "t", "yes", "y", "on")
+RLE_BACKEND_VARIABLE = "SA1B_RLE_BACKEND"  # "pycocotools" or "numpy": decode masks with it, not a faster one
 
 
 def process_environ() -> Mapping[str, str]:
     """The process environment (Slurm and Kubernetes shard variables): read here, passed to the core."""
     return os.environ
+
+
+def choose_rle_backend(environ: Mapping[str, str]) -> None:
+    """Give ``sa1b_cli.rle`` the decoder SA1B_RLE_BACKEND names (verify --deep, the demo); unset: the fastest.
+
+    The decoders are loaded only when the variable is set, so a command that decodes nothing starts as fast.
+    """
+    requested = environ.get(RLE_BACKEND_VARIABLE, "").strip().lower()
+    if not requested:
+        return
+    from sa1b_cli import rle
+
+    if requested not in rle.BACKENDS:
+        raise click.UsageError(f"{RLE_BACKEND_VARIABLE}={requested!r}: use one of {', '.join(rle.BACKENDS)}, "
+                               "or unset it for the fastest decoder")
+    rle.use_backend(requested)
 
 
 def make_console(json_output: bool, quiet: bool, log_interval: float) -> Console:
@@ -78,7 +95,12 @@ def wants_json(arguments: Sequence[str], environ: Mapping[str, str]) -> bool:
 
 
 class Sa1bGroup(click.Group):
-    """The command group whose usage errors (unknown option, bad value) go through the console too."""
+    """The command group whose usage errors (unknown option, bad value) go through the console too, and which
+    hands the process-wide settings of the environment (the RLE decoder) to the core before any command runs."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        choose_rle_backend(process_environ())
+        return super().invoke(ctx)
 
     def main(self, args: Sequence[str] | None = None, prog_name: str | None = None, complete_var: str | None = None,
              standalone_mode: bool = True, **extra: Any) -> Any:
