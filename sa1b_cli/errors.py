@@ -25,6 +25,7 @@ class ExitStatus(enum.IntEnum):
     NO_SPACE = 7  # not enough free disk space for the plan
     LINKS_EXPIRED = 8  # parts could not be fetched only because their links expired: get a fresh links file
     WRONG_BYTES = 9  # a part's bytes differ from the checksum list or community reference, from every source
+    PARTIAL = 10  # verify: every part that has arrived is sound; others are still to come (download unfinished)
     INTERRUPTED = 130  # stopped by SIGINT/SIGTERM; state saved, rerun resumes
 
     @property
@@ -35,7 +36,8 @@ class ExitStatus(enum.IntEnum):
 
 # Worst first. A bug or bad input outranks everything (the run proves nothing); a stop says the result
 # is not final; damaged bytes need a person before missing ones; a failure outranks links that only
-# expired; a part another run holds is that run's work, the mildest state short of success.
+# expired; a part another run holds is that run's work; parts still to come, with all that arrived sound, are
+# success so far, the mildest state short of success.
 SEVERITY: tuple[ExitStatus, ...] = (
     ExitStatus.ERROR,
     ExitStatus.USAGE,
@@ -47,6 +49,7 @@ SEVERITY: tuple[ExitStatus, ...] = (
     ExitStatus.PARTS_FAILED,
     ExitStatus.LINKS_EXPIRED,
     ExitStatus.LOCKED,
+    ExitStatus.PARTIAL,
     ExitStatus.OK,
 )
 

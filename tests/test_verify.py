@@ -16,7 +16,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from sa1b_cli.cli import cli
-from sa1b_cli.errors import ExitStatus
+from sa1b_cli.errors import ExitStatus, UsageError
 from sa1b_cli.extract import extract_parts
 from sa1b_cli.integrity import check_part, hash_file
 from sa1b_cli.jpeg import JpegError, check_jpeg
@@ -254,6 +254,19 @@ def test_whole_dataset_is_expected_without_a_selection(root: Path) -> None:
     assert len(report.parts) == 1000 and len(report.missing_parts) == 1000 - N_PARTS
     total = find(report, "count")[0]
     assert total.path == str(root) and f"expected {FULL_DATASET_PAIRS:,}" in total.message
+
+
+def test_arrived_checks_the_parts_there_and_awaits_the_rest(root: Path) -> None:
+    sound = run(root, expected=None, arrived=True)
+    assert sound.arrived_only and sound.expected_total is None and sound.checked_parts == N_PARTS
+    assert sound.exit_status == ExitStatus.PARTIAL and sound.problems_total == 0
+    assert len(sound.not_arrived) == 1000 - N_PARTS and sound.missing_parts == []
+    shutil.rmtree(part_dir(root, 1))  # extracted once, gone: a problem even while parts are still to come
+    report = run(root, expected=None, arrived=True)
+    assert report.missing_parts == ["sa_000001.tar"] and "sa_000001.tar" not in report.not_arrived
+    assert report.exit_status == ExitStatus.INCOMPLETE
+    with pytest.raises(UsageError):
+        run(root, arrived=True)  # with --expected: what must all be there
 
 
 def test_extra_files_and_wrong_totals(root: Path) -> None:

@@ -93,6 +93,11 @@ def extract_command(root: Path, parts: str | None, shard: str | None, layout: st
 @env_option("--expected", command="verify", type=click.IntRange(min=0), default=None, show_default=False,
             help="Pairs the checked parts must hold in total. Without --parts it also limits the check to the parts "
             "present (default: the whole dataset, 1,000 parts, 11,185,362 pairs).")
+@env_option("--arrived/--complete", "arrived", default=None, show_default=False, envvar="SA1B_ARRIVED",
+            help="--arrived: check the parts that have arrived and name the others as not arrived yet (exit 10 when "
+            "all checked are sound). --complete: every part must be there (exit 5 otherwise). Default: --arrived "
+            "while a download runs on ROOT or the links file it read still has parts to fetch; --expected implies "
+            "--complete.")
 @env_option("--rescan", is_flag=True, default=False,
             help="List and stat every file even in parts whose folders are unchanged since their last verify "
             "(finds a file rewritten or truncated in place; O(files) instead of O(parts)).")
@@ -103,8 +108,8 @@ def extract_command(root: Path, parts: str | None, shard: str | None, layout: st
 @output_options
 @handles_errors
 def verify_command(root: Path, parts: str | None, shard: str | None, deep: bool, tars: bool, checksums: Path | None,
-                   no_reference: bool, expected: int | None, rescan: bool, force: bool, report_path: Path | None,
-                   jobs: int, console: Console) -> ExitStatus:
+                   no_reference: bool, expected: int | None, arrived: bool | None, rescan: bool, force: bool,
+                   report_path: Path | None, jobs: int, console: Console) -> ExitStatus:
     """Tell whether the dataset under ROOT is whole and sound; never changes a dataset file.
 
     Quick (default): every image has its annotation and vice versa, no file is missing, empty or
@@ -115,6 +120,10 @@ def verify_command(root: Path, parts: str | None, shard: str | None, deep: bool,
     parts whose folders are unchanged (no file added, removed or renamed) without listing them,
     lists the others and re-reads only files that changed. --rescan lists every part (also finds
     a file rewritten in place); --force re-reads all.
+
+    While a download runs on ROOT, or the links file it read names parts not downloaded yet, verify
+    checks what has arrived (the extracted parts) and names the rest in one line (being downloaded,
+    partly downloaded, not yet extracted, not downloaded yet); --complete insists on every part.
 
     --tars re-hashes each tar still on disk (one read: sha256, and md5 where there is one to compare
     with) against its download receipt and the community MD5 reference shipped with sa1b (a community
@@ -132,7 +141,8 @@ def verify_command(root: Path, parts: str | None, shard: str | None, deep: bool,
 
     \b
     Exit codes: 0 all checked sound, 5 incomplete (missing parts or files, unpaired or extra files),
-    6 corrupt (damaged files or tars; wins over 5), 2 bad options or checksum list.
+    6 corrupt (damaged files or tars; wins over 5), 10 all that has arrived sound, more to come
+    (a download runs or is unfinished: cron can treat it as success so far), 2 bad options or checksum list.
     """
     from sa1b_cli import verify as core
     from sa1b_cli.checksums import choose_checksums
@@ -144,7 +154,7 @@ def verify_command(root: Path, parts: str | None, shard: str | None, deep: bool,
     names = select_names(core.known_part_names(paths), parts, shard_spec) if parts or shard_spec else None
     listed = choose_checksums(checksums, no_reference)  # a user's list naming none of the tars: refused by the core
     report = core.verify_dataset(paths, parts=names, deep=deep, tars=tars, checksums=listed, expected=expected,
-                                 jobs=jobs, force=force, rescan=rescan, reporter=console)
+                                 jobs=jobs, force=force, rescan=rescan, arrived=arrived, reporter=console)
     console.close()
     if report_path is not None:
         _write_report(report_path, report.to_dict())

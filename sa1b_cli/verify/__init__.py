@@ -17,9 +17,11 @@ Levels
   site's ``sa1b manifest`` JSON): sha256 always, md5 only where there is one to compare with (``tars``).
 
 What a run covers (``plan``): the parts selected with ``--parts``/``--shard``; with no
-selection the whole dataset (``sa_000000`` .. ``sa_000999``), or with ``--expected N``
-the parts present under ROOT, whose pairs must add up to N. What a part holds and whether
-it was extracted come from the store (``sa1b_cli.store.parts``).
+selection the job's parts (those of the links file a download read, else ``sa_000000`` ..
+``sa_000999``, held to 11,185,362 pairs), or with ``--expected N`` the parts present under ROOT,
+whose pairs must add up to N. What a part holds and whether it was extracted come from the store
+(``sa1b_cli.store.parts``). While a download runs or is unfinished (``arrivals``), or with
+``--arrived``, only the parts that have arrived are checked; the rest are awaited, not missing.
 
 Work runs in a process pool (``pool``): one scan task per part (or per folder) and, for
 deep checks, tasks of ``CHUNK_PAIRS`` pairs. Results are kept in verify receipts, which a

@@ -15,7 +15,8 @@ from sa1b_cli.links import PART_NAME
 from sa1b_cli.store.paths import RootPaths
 from sa1b_cli.verify.deep import check_pairs
 from sa1b_cli.verify.listing import list_folders, parse_name
-from sa1b_cli.verify.plan import Plan, known_part_names, plan, present_part_names, shared_folders
+from sa1b_cli.verify.arrivals import Arrivals, read_arrivals
+from sa1b_cli.verify.plan import Plan, job_part_names, plan, present_part_names, shared_folders
 from sa1b_cli.verify.pool import Run, RunOptions, make_executor, status_of
 from sa1b_cli.verify.results import ALL_UNIT, DEEP, MISSING, QUICK, PartResult, Problem, VerifyReport
 
@@ -31,6 +32,7 @@ def verify_dataset(
     jobs: int | None = None,
     force: bool = False,
     rescan: bool = False,
+    arrived: bool | None = None,
     reporter: Reporter | None = None,
 ) -> VerifyReport:
     """Check the dataset under ``paths``; never changes dataset files (only verify receipts).
@@ -40,23 +42,28 @@ def verify_dataset(
     or a user's list or its path, which implies ``tars``).
     ``rescan``: list every part's files even where its folders are unchanged since its
     verify receipt; ``force``: also read every file again (see the package docstring).
-    Raises UsageError for bad part names, InputFileError for a bad checksum list or a user's list
+    ``arrived``: check only the parts that have arrived and report the others as awaited (exit 10 when
+    all checked are sound); False: every part must be there; None: the first while a download runs on
+    ROOT or is unfinished (``arrivals``), unless ``expected`` is given.
+    Raises UsageError for bad part names or ``arrived`` with ``expected``, InputFileError for a bad checksum list or a user's list
     that names none of the tars to check (one naming only some: a warning event), LayoutError for a
     damaged layout record.
     """
     reporter = reporter or NullReporter()
     started = time.monotonic()
+    if arrived and expected is not None:
+        raise UsageError("--arrived checks what has arrived so far, --expected says what must all be there: give one")
     options = _options(deep, tars, checksums, force, rescan)
-    names = _names_to_check(paths, parts, expected)
-    planned = plan(paths, names, selected=parts is not None, expected=expected)
+    arrivals = read_arrivals(paths)
+    names = _names_to_check(paths, parts, expected, arrivals)
+    planned = plan(paths, names, arrivals, selected=parts is not None, expected=expected, arrived=arrived)
     if options.checksums is not None and not options.checksums.is_reference:
         _check_coverage(options.checksums, [u.name for u in planned.units if u.tar_path is not None], reporter)
     jobs = max(1, jobs or os.cpu_count() or 1)
     report = VerifyReport(root=str(paths.root), layout=planned.layout, level=options.level, tars=options.tars,
-                          expected_total=planned.expected_total, problems=planned.problems)
-    reporter.event("plan", f"verifying {len(names)} parts under {paths.root} (layout {planned.layout or 'none'}): "
-                   f"{options.level} check{', tars' if options.tars else ''}, {jobs} job{'s' if jobs > 1 else ''}",
-                   parts=len(names), layout=planned.layout, check=options.level.value, tars=options.tars, jobs=jobs)
+                          expected_total=planned.expected_total, problems=planned.problems,
+                          arrived_only=planned.arrived_only, arrived_reason=planned.arrived_reason)
+    _announce_plan(paths, planned, len(names), options, jobs, reporter)
     report.parts = sorted(_run(paths, planned, options, jobs, reporter), key=lambda p: p.name)
     _total_problems(report)
     if parts is None:
@@ -73,8 +80,10 @@ def _options(deep: bool, tars: bool, checksums: ChecksumList | Path | None, forc
     return RunOptions(deep=deep, tars=tars, force=force, rescan=rescan, checksums=checksums if tars else None)
 
 
-def _names_to_check(paths: RootPaths, parts: Sequence[str] | None, expected: int | None) -> list[str]:
-    """The parts named (checked for shape), else those present (with ``expected``), else all 1,000."""
+def _names_to_check(paths: RootPaths, parts: Sequence[str] | None, expected: int | None,
+                    arrivals: Arrivals) -> list[str]:
+    """The parts named (checked for shape), else those present (with ``expected``), else the job's
+    (the links file's parts, or all 1,000)."""
     if parts is not None:
         bad = [n for n in parts if not PART_NAME.match(n)]
         if bad:
@@ -82,14 +91,30 @@ def _names_to_check(paths: RootPaths, parts: Sequence[str] | None, expected: int
         return sorted(set(parts))
     if expected is not None:
         return present_part_names(paths)
-    return known_part_names(paths)
+    return job_part_names(paths, arrivals)
+
+
+def _announce_plan(paths: RootPaths, planned: Plan, parts: int, options: RunOptions, jobs: int,
+                   reporter: Reporter) -> None:
+    with_files = sum(u.scan is not None for u in planned.units)
+    scope = (f"what has arrived ({planned.arrived_reason}): {with_files} of {parts} parts" if planned.arrived_only
+             else f"{parts} parts")
+    reporter.event("plan", f"verifying {scope} under {paths.root} (layout {planned.layout or 'none'}): "
+                   f"{options.level} check{', tars' if options.tars else ''}, {jobs} job{'s' if jobs > 1 else ''}",
+                   parts=parts, layout=planned.layout, check=options.level.value, tars=options.tars, jobs=jobs,
+                   arrived_only=planned.arrived_only, arrived_reason=planned.arrived_reason)
+
+
+def files_to_check(planned: Plan) -> int | None:
+    """The files this run will check: two per pair its receipts record, over the units with files
+    (None when one of them records no count); what the progress total counts against."""
+    counts = [u.expected for u in planned.units if u.scan is not None]
+    return None if any(c is None for c in counts) else 2 * sum(c for c in counts if c is not None)
 
 
 def _run(paths: RootPaths, planned: Plan, options: RunOptions, jobs: int, reporter: Reporter) -> list[PartResult]:
-    known = [u.expected for u in planned.units if u.scan is not None]
-    total_pairs = planned.expected_total or (sum(k for k in known if k) if known and all(known) else None)
     with make_executor(jobs) as executor:
-        run = Run(executor, jobs, options, paths, reporter, 2 * total_pairs if total_pairs else None)
+        run = Run(executor, jobs, options, paths, reporter, files_to_check(planned))
         try:
             return run.run(planned.units)
         except BaseException:

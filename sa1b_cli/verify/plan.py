@@ -13,9 +13,9 @@ from sa1b_cli.store.layout import PartFiles, extracted_dir, part_file_locations,
 from sa1b_cli.store.parts import PartState, part_states, parts_under_root
 from sa1b_cli.store.paths import RootPaths
 from sa1b_cli.store.receipts import DownloadReceipt, ReceiptStore, VerifyReceipt
+from sa1b_cli.verify.arrivals import Arrivals, check_arrived_only, without_files
 from sa1b_cli.verify.listing import Listing, list_folders, list_manifest, parse_name
-from sa1b_cli.verify.results import (ALL_UNIT, FULL_DATASET_PAIRS, FULL_DATASET_PARTS, MISSING, NOT_EXTRACTED,
-                                     PartStatus, Problem, Problems)
+from sa1b_cli.verify.results import ALL_UNIT, FULL_DATASET_PAIRS, FULL_DATASET_PARTS, MISSING, PartStatus, Problem, Problems
 
 PART_FOLDER = re.compile(r"^sa_\d{6}$")
 
@@ -30,7 +30,9 @@ class Unit:
     image_dir: str = ""
     annotation_dir: str = ""
     status_without_files: PartStatus = MISSING
+    note: str = ""  # without files: what there is of the part
     extracted_before: bool = False  # an extract receipt exists (so missing files were there once)
+    awaited: bool = False  # not arrived yet in a check of what has arrived: no problem, more to come
     expected: int | None = None
     expected_from: str | None = None
     tar_path: str | None = None
@@ -46,12 +48,23 @@ class Plan:
     layout: str | None
     expected_total: int | None
     problems: Problems
+    arrived_only: bool = False  # only the parts that have arrived are checked
+    arrived_reason: str = ""
+
+
+DATASET_PARTS = frozenset(f"sa_{i:06d}.tar" for i in range(FULL_DATASET_PARTS))
 
 
 def known_part_names(paths: RootPaths) -> list[str]:
     """Every part name a selection may use: the dataset's 1,000 and any found under ROOT."""
-    names = {f"sa_{i:06d}.tar" for i in range(FULL_DATASET_PARTS)}
-    return sorted(names | parts_under_root(ReceiptStore(paths)))
+    return sorted(DATASET_PARTS | parts_under_root(ReceiptStore(paths)))
+
+
+def job_part_names(paths: RootPaths, arrivals: Arrivals) -> list[str]:
+    """What a verify without a selection covers: the parts of the links file a download last read
+    (else the dataset's 1,000) and any found under ROOT."""
+    job = DATASET_PARTS if arrivals.job_parts is None else set(arrivals.job_parts)
+    return sorted(job | parts_under_root(ReceiptStore(paths)))
 
 
 def present_part_names(paths: RootPaths) -> list[str]:
@@ -78,28 +91,37 @@ def detect_layout(paths: RootPaths) -> str | None:
     return None
 
 
-def plan(paths: RootPaths, names: list[str], selected: bool, expected: int | None) -> Plan:
-    """The units of a run over ``names`` (``selected``: named by the user, not the whole dataset)."""
+def plan(paths: RootPaths, names: list[str], arrivals: Arrivals, *, selected: bool, expected: int | None,
+         arrived: bool | None) -> Plan:
+    """The units of a run over ``names`` (``selected``: named by the user, not the whole dataset).
+
+    ``arrived``: check only the parts that have arrived (None: while a download runs or is unfinished,
+    unless ``expected`` says what must be there). The dataset's 11,185,362 pairs are expected of a
+    complete check of all its 1,000 parts; any other scope is held to what its parts' receipts record.
+    """
     layout = detect_layout(paths)
     receipts = ReceiptStore(paths)
     states = part_states(receipts, names)
-    units = [_part_unit(paths, layout, states[name]) for name in names]
+    arrived_only, reason = check_arrived_only(arrived, arrivals, states.values()) if expected is None else (False, "")
+    units = [_part_unit(paths, layout, states[name], arrivals, arrived_only) for name in names]
     problems = Problems()
     if layout in ("split", "flat") and not any(u.scan for u in units):
         units.extend(_whole_folder_unit(paths, layout, receipts.read(VerifyReceipt, ALL_UNIT)))
     if layout in (None, "parts") and not selected:
         _extra_part_folders(paths, problems)
-    expected_total = expected if expected is not None else (None if selected else FULL_DATASET_PAIRS)
-    return Plan(units, layout, expected_total, problems)
+    whole_dataset = not selected and not arrived_only and DATASET_PARTS <= set(names)
+    expected_total = expected if expected is not None else (FULL_DATASET_PAIRS if whole_dataset else None)
+    return Plan(units, layout, expected_total, problems, arrived_only, reason)
 
 
-def _part_unit(paths: RootPaths, layout: str | None, state: PartState) -> Unit:
+def _part_unit(paths: RootPaths, layout: str | None, state: PartState, arrivals: Arrivals, arrived_only: bool) -> Unit:
     tar = paths.tar(state.name)
     has_tar = state.tar.size is not None or state.tar.has_control_file
     count, source = _expected_pairs(state)
+    status, note = without_files(state, arrivals)
     unit = Unit(name=state.name, path=str(tar), scan=None, expected=count, expected_from=source,
                 tar_path=str(tar) if has_tar else None, download=state.download, previous=state.verify,
-                status_without_files=NOT_EXTRACTED if has_tar else MISSING, extracted_before=state.extracted)
+                status_without_files=status, note=note, extracted_before=state.extracted)
     locations = part_file_locations(paths, layout or "parts", state.name)
     unit.image_dir, unit.annotation_dir = str(locations.image_dir), str(locations.annotation_dir)
     if layout in (None, "parts"):
@@ -109,6 +131,9 @@ def _part_unit(paths: RootPaths, layout: str | None, state: PartState) -> Unit:
         unit.scan = (list_manifest, (unit.path, unit.image_dir, unit.annotation_dir, layout))
         unit.receipt_name = state.name
         unit.stamp_paths = list(dict.fromkeys([unit.path, unit.image_dir, unit.annotation_dir]))
+    unit.awaited = arrived_only and unit.scan is None and not state.extracted
+    if unit.awaited and not state.downloaded:
+        unit.tar_path = None  # a tar still being written is no download to re-hash
     return unit
 
 

@@ -24,8 +24,8 @@ from sa1b_cli.verify.cache import (cached_tar, deep_findings, folder_stamp, rece
 from sa1b_cli.verify.deep import CHUNK_PAIRS, ChunkResult, check_pairs
 from sa1b_cli.verify.listing import Listing
 from sa1b_cli.verify.plan import Unit
-from sa1b_cli.verify.results import (CORRUPT, DEEP, INCOMPLETE, MISSING, NOT_EXTRACTED, OK, QUICK, Level, PartResult,
-                                     PartStatus, Problem, Problems, TarResult)
+from sa1b_cli.verify.results import (CORRUPT, DEEP, DOWNLOADING, INCOMPLETE, NOT_EXTRACTED, OK, PARTIAL, QUICK,
+                                     WITHOUT_FILES, Level, PartResult, PartStatus, Problem, Problems, TarResult)
 from sa1b_cli.verify.tars import DAMAGE_KINDS, check_tar, listed_for
 
 
@@ -256,7 +256,7 @@ class Run:
         )
 
     def _announce(self, result: PartResult) -> None:
-        if result.ok or result.status in (MISSING, NOT_EXTRACTED):  # those are summed up at the end
+        if result.ok or result.status in WITHOUT_FILES:  # those are summed up at the end
             return
         first = result.problems.listed[0] if result.problems.listed else None
         more = f" (+{result.problems.total - 1} more)" if result.problems.total > 1 else ""
@@ -273,7 +273,9 @@ def _result_of(part: _Open) -> PartResult:
     result = PartResult(name=unit.name, path=unit.path, level=part.level, cached=part.cached,
                         expected=unit.expected, expected_from=unit.expected_from, tar=part.tar)
     if listing is None:
-        result.problems.add(_without_files(unit))
+        result.note, result.awaited = unit.note, unit.awaited
+        if not unit.awaited:
+            result.problems.add(_without_files(unit))
     else:
         result.images, result.annotations, result.listed = listing.images, listing.annotations, listing.listed
         result.problems.merge(listing.problems)
@@ -285,19 +287,16 @@ def _result_of(part: _Open) -> PartResult:
     if part.tar is not None:
         result.problems.merge(part.tar.problems)
     result.status = status_of(result, listing is not None, unit.status_without_files)
+    result.awaited = result.awaited and result.status in WITHOUT_FILES  # a damaged tar is no part to wait for
     result.seconds = time.monotonic() - part.started
     return result
 
 
 def _without_files(unit: Unit) -> Problem:
-    """The problem of a part with no files to check."""
-    kind = "not-extracted" if unit.status_without_files == NOT_EXTRACTED else "missing-part"
-    if unit.extracted_before:
-        text = "its extract receipt exists but the extracted files are gone"
-    elif kind == "not-extracted":
-        text = "downloaded but not extracted"
-    else:
-        text = "no extracted files and no tar"
+    """The problem of a part with no files to check (in a check of all parts, or one extracted once)."""
+    kinds = {NOT_EXTRACTED: "not-extracted", PARTIAL: "partial-download", DOWNLOADING: "partial-download"}
+    kind = kinds.get(unit.status_without_files, "missing-part")
+    text = "its extract receipt exists but the extracted files are gone" if unit.extracted_before else unit.note
     return Problem(unit.path, kind, text)
 
 

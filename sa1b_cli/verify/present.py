@@ -3,25 +3,60 @@
 from __future__ import annotations
 
 from sa1b_cli.links import PART_NAME
-from sa1b_cli.verify.results import CORRUPT, DEEP, MAX_LISTED, MISSING, NOT_EXTRACTED, PartResult, VerifyReport
+from sa1b_cli.verify.results import (CORRUPT, DEEP, DOWNLOADING, MAX_LISTED, MISSING, NOT_EXTRACTED, PARTIAL,
+                                     WITHOUT_FILES, PartResult, PartStatus, VerifyReport)
 
 TABLE_ALL_UP_TO = 40  # more parts than this: the table lists only those with problems
 PROBLEM_LINES = 50  # problems printed after the table; the rest are in --report / --json
-SUMMED_UP = ("missing-part", "not-extracted")  # problem kinds told as ranges of part names, not one by one
+# problem kinds told as ranges of part names, not one by one
+SUMMED_UP = ("missing-part", "not-extracted", "partial-download")
+# the groups of parts without files, each with its label
+GROUPS: tuple[tuple[PartStatus, str], ...] = (
+    (DOWNLOADING, "being downloaded"), (PARTIAL, "partly downloaded"),
+    (NOT_EXTRACTED, "downloaded but not extracted"), (MISSING, "missing"),
+)
+AWAITED_LABELS = {DOWNLOADING: "being downloaded", PARTIAL: "partly downloaded",
+                  NOT_EXTRACTED: "downloaded, not yet extracted", MISSING: "not downloaded yet"}
 
 
 def table_rows(report: VerifyReport) -> tuple[list[list[str]], list[str]]:
-    """(table rows of the parts with files, one line per group of missing parts)."""
-    with_files = [p for p in report.parts if p.status not in (MISSING, NOT_EXTRACTED)]
+    """(table rows of the parts with files, one line per group of missing parts and one for the parts
+    that have not arrived)."""
+    with_files = [p for p in report.parts if p.status not in WITHOUT_FILES]
     shown = with_files if len(with_files) <= TABLE_ALL_UP_TO else [p for p in with_files if not p.ok]
     lines = []
     if len(shown) < len(with_files):
         lines.append(f"{len(with_files) - len(shown)} more parts sound (listed in --report and --json)")
-    for status, label in ((NOT_EXTRACTED, "downloaded but not extracted"), (MISSING, "missing")):
-        names = [p.name for p in report.parts if p.status == status]
+    lines += _missing_lines(report)
+    awaited = not_arrived_line(report)
+    return [_row(p) for p in shown], lines + ([awaited] if awaited else [])
+
+
+def _missing_lines(report: VerifyReport) -> list[str]:
+    """One line per group of parts without files that count as a problem."""
+    lines = []
+    for status, label in GROUPS:
+        names = [p.name for p in report.parts if p.status == status and not p.awaited]
         if names:
-            lines.append(f"{label}: {len(names)} part{'s' if len(names) > 1 else ''}: {_name_ranges(names)}")
-    return [_row(p) for p in shown], lines
+            lines.append(f"{label}: {_parts(len(names))}: {_name_ranges(names)}")
+    return lines
+
+
+def not_arrived_line(report: VerifyReport) -> str:
+    """One line for the parts still to come, grouped by how far each got ("" when none)."""
+    awaited = [p for p in report.parts if p.awaited]
+    if not awaited:
+        return ""
+    groups = []
+    for status, label in AWAITED_LABELS.items():
+        names = [p.name for p in awaited if p.status == status]
+        if names:
+            groups.append(f"{len(names):,} {label} ({_name_ranges(names, limit=3)})")
+    return f"not arrived yet: {_parts(len(awaited))}: {'; '.join(groups)}"
+
+
+def _parts(count: int) -> str:
+    return f"{count:,} part{'s' if count != 1 else ''}"
 
 
 def _row(part: PartResult) -> list[str]:
@@ -72,7 +107,12 @@ def summary_line(report: VerifyReport) -> str:
     corrupt = report.corrupt_total
     verdict = "all sound" if summary["ok"] else (
         f"{report.problems_total:,} problems, {corrupt:,} of them damaged files" if corrupt
-        else f"{report.problems_total:,} problems (incomplete)")
-    return (f"verify ({report.level}{', tars' if report.tars else ''}): {len(report.parts)} parts, "
+        else f"{report.problems_total:,} problems (incomplete)" if report.problems_total
+        else f"sound so far, {_parts(len(report.not_arrived))} still to come")
+    if report.arrived_only:
+        scope = f"{report.checked_parts:,} of {len(report.parts):,} parts (what has arrived: {report.arrived_reason})"
+    else:
+        scope = f"{len(report.parts)} parts"
+    return (f"verify ({report.level}{', tars' if report.tars else ''}): {scope}, "
             f"{report.images:,} images and {report.annotations:,} annotations{expected}{masks}{cached} "
             f"in {report.seconds:.1f}s: {verdict} (exit {int(report.exit_status)})")

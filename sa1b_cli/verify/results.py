@@ -43,11 +43,15 @@ class PartStatus(TextEnum):
     CORRUPT = "corrupt"
     MISSING = "missing"
     NOT_EXTRACTED = "not-extracted"
+    PARTIAL = "partial"  # part of the tar is on disk, no download runs on it
+    DOWNLOADING = "downloading"  # a live download run is fetching it
 
 
 QUICK, DEEP = Level.QUICK, Level.DEEP
 OK, INCOMPLETE, CORRUPT = PartStatus.OK, PartStatus.INCOMPLETE, PartStatus.CORRUPT
 MISSING, NOT_EXTRACTED = PartStatus.MISSING, PartStatus.NOT_EXTRACTED
+PARTIAL, DOWNLOADING = PartStatus.PARTIAL, PartStatus.DOWNLOADING
+WITHOUT_FILES = (MISSING, NOT_EXTRACTED, PARTIAL, DOWNLOADING)  # the verdicts of a part with no files to check
 
 
 def level_rank(level: object) -> int:
@@ -57,7 +61,7 @@ def level_rank(level: object) -> int:
 
 # Problem kinds that mean "not all there"; every other kind means "damaged".
 INCOMPLETE_KINDS = frozenset({
-    "missing-part", "not-extracted", "missing-folder", "missing-image", "missing-annotation", "count",
+    "missing-part", "not-extracted", "partial-download", "missing-folder", "missing-image", "missing-annotation", "count",
     "extra-file", "tar-incomplete",
 })
 
@@ -149,6 +153,8 @@ class PartResult:
     problems: Problems = field(default_factory=Problems)
     tar: TarResult | None = None
     seconds: float = 0.0
+    awaited: bool = False  # not arrived yet, and in a check of what has arrived no problem but "more to come"
+    note: str = ""  # for a part without files: what there is of it (e.g. "being downloaded, 15%")
 
     @property
     def ok(self) -> bool:
@@ -163,6 +169,7 @@ class PartResult:
             "pairs_checked": self.pairs_checked, "masks_checked": self.masks_checked,
             "problems": [p.to_dict() for p in self.problems.listed], "problems_total": self.problems.total,
             "tar": self.tar.to_dict() if self.tar else None, "seconds": round(self.seconds, 3),
+            "awaited": self.awaited, "note": self.note,
         }
 
 
@@ -178,6 +185,8 @@ class VerifyReport:
     expected_total: int | None = None  # pairs the checked scope must hold, when known
     problems: Problems = field(default_factory=Problems)  # about the dataset as a whole
     seconds: float = 0.0
+    arrived_only: bool = False  # only the parts that have arrived were checked; the others are awaited
+    arrived_reason: str = ""  # why (asked for, a download running, or the download unfinished)
 
     @property
     def images(self) -> int:
@@ -189,7 +198,18 @@ class VerifyReport:
 
     @property
     def missing_parts(self) -> list[str]:
-        return [p.name for p in self.parts if p.status in (MISSING, NOT_EXTRACTED)]
+        """Parts without files that count as a problem (in a check of what has arrived, only those that
+        were extracted once and are gone)."""
+        return [p.name for p in self.parts if p.status in WITHOUT_FILES and not p.awaited]
+
+    @property
+    def not_arrived(self) -> list[str]:
+        return [p.name for p in self.parts if p.awaited]
+
+    @property
+    def checked_parts(self) -> int:
+        """Parts whose files were checked (not those without files)."""
+        return sum(p.status not in WITHOUT_FILES for p in self.parts)
 
     @property
     def problems_total(self) -> int:
@@ -205,6 +225,8 @@ class VerifyReport:
             return ExitStatus.CORRUPT
         if self.problems_total:
             return ExitStatus.INCOMPLETE
+        if self.not_arrived:
+            return ExitStatus.PARTIAL
         return ExitStatus.OK
 
     def summary(self) -> dict[str, Any]:
@@ -220,6 +242,8 @@ class VerifyReport:
             "pairs_checked": sum(p.pairs_checked for p in self.parts),
             "masks_checked": sum(p.masks_checked for p in self.parts),
             "missing_parts": self.missing_parts, "problems_total": self.problems_total,
+            "arrived_only": self.arrived_only, "arrived_reason": self.arrived_reason,
+            "checked_parts": self.checked_parts, "not_arrived": self.not_arrived,
             "problems": [p.to_dict() for p in self.problems.listed], "seconds": round(self.seconds, 3),
             "rle_backend": rle.BACKEND if self.level == DEEP else None,  # which decoder checked the masks
         }
