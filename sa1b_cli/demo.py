@@ -342,8 +342,8 @@ def next_steps(demo: DemoDirectory) -> list[str]:
         f"  4. sa1b download {links} -d {REAL_ROOT} --extract   # all 1,000 parts: ~10.3 TiB of tars + ~10.6 TiB extracted",
         "     (add --remove-tars to keep only the extracted files; run it again after any stop: it resumes)",
         f"  5. sa1b status -d {REAL_ROOT}                        # any time, from any host sharing the ROOT",
-        f"  6. sa1b verify -d {REAL_ROOT}                        # --deep also checks every mask",
+        f"  6. sa1b verify -d {REAL_ROOT} --deep                 # every mask; mid-download: what has arrived (exit 10)",
         "  Many hosts over one shared ROOT: add --shard auto in a Slurm array job (scripts/sa1b-slurm.sh).",
         f"This demo's files: {demo.root} (links file {demo.links.name}, dataset in {demo.dataset}); "
-        f"try: sa1b status -d {demo.dataset}",
+        f"try: sa1b status -d {demo.dataset} and sa1b verify -d {demo.dataset} --deep",
     ]
