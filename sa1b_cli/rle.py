@@ -332,8 +332,8 @@ def use_backend(requested: str = "") -> str:
     """Make ``mask_stats`` decode with ``requested`` (one of ``BACKENDS``), or the next slower one loaded
     when it is not; ``""``: the fastest loaded. Returns the one in use.
 
-    One choice per process, made by the cli edge (``SA1B_RLE_BACKEND``) before any work starts; the
-    workers of verify's pool, forked, inherit it.
+    One choice per process, made by the cli edge (``SA1B_RLE_BACKEND``) before any work starts; verify's
+    pool hands it to its workers (their initializer), spawned ones too.
     """
     global BACKEND
     loaded = {NATIVE: _rlestats is not None, PYCOCOTOOLS: _c_functions is not None, NUMPY: True}

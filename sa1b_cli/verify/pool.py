@@ -15,6 +15,7 @@ from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExe
 from dataclasses import dataclass
 from typing import Any
 
+from sa1b_cli import rle
 from sa1b_cli.checksums import ChecksumList
 from sa1b_cli.events import Reporter
 from sa1b_cli.store.paths import RootPaths
@@ -49,7 +50,8 @@ def make_executor(jobs: int) -> Executor:
     # fork on Linux: workers start at once and need no importable __main__ (library callers
     # without a main guard); they only run the pure task functions. spawn elsewhere.
     method = "fork" if sys.platform.startswith("linux") else "spawn"
-    return ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context(method))
+    return ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context(method),
+                               initializer=rle.use_backend, initargs=(rle.BACKEND,))  # spawned: the decoder chosen
 
 
 @dataclass
