@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -190,35 +190,27 @@ def _padded(size: int) -> int:
     return size + (-size % TAR_BLOCK)
 
 
-@dataclass
-class ShardPlan:
-    """One shard (or folder chunk): its index and samples, in order."""
-
-    index: int
-    samples: list[Sample]
-
-    @property
-    def name(self) -> str:
-        return shard_name(self.index)
-
-
 def shard_name(index: int) -> str:
     return f"sa1b-{index:06d}.tar"
 
 
-def cut_shards(samples: Iterable[Sample], settings: Settings) -> Iterator[ShardPlan]:
-    """Shards over ``samples`` in order: ``samples_per_shard`` each, or as many as fit ``shard_size``
-    (at least one each). Yields a shard as soon as it is full, so a writer can start early."""
-    per_shard, limit = settings.chunk_samples, settings.chunk_bytes
-    current: list[Sample] = []
-    size = 2 * TAR_BLOCK  # the end-of-archive blocks
-    index = 0
-    for sample in samples:
-        full = len(current) >= per_shard if per_shard else size + sample.tar_bytes > limit
-        if current and full:
-            yield ShardPlan(index, current)
-            index, current, size = index + 1, [], 2 * TAR_BLOCK
-        current.append(sample)
-        size += sample.tar_bytes
-    if current:
-        yield ShardPlan(index, current)
+class ShardCut:
+    """Where shards end: ``samples_per_shard`` samples each, or as many as fit ``shard_size`` (at least one).
+    Fed the samples in order, it says when the next one starts a new shard."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.per_shard, self.limit = settings.chunk_samples, settings.chunk_bytes
+        self.samples = 0
+        self.size = 2 * TAR_BLOCK  # the end-of-archive blocks
+
+    def starts_new(self, sample: Sample) -> bool:
+        if not self.samples:
+            return False
+        full = self.samples >= self.per_shard if self.per_shard else self.size + sample.tar_bytes > self.limit
+        if full:
+            self.samples, self.size = 0, 2 * TAR_BLOCK
+        return full
+
+    def add(self, sample: Sample) -> None:
+        self.samples += 1
+        self.size += sample.tar_bytes

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,8 @@ import orjson
 
 from sa1b_cli.store.layout import PartFiles, part_file_locations
 from sa1b_cli.export.plan import SAMPLE_NAME, Sample, Subset
+from sa1b_cli.export.shards import WRITEBACK_EVERY
+from sa1b_cli.extract.disk import start_writeback
 from sa1b_cli.store.atomic import atomic_write_json, read_json
 from sa1b_cli.store.paths import RootPaths, part_stem
 from sa1b_cli.tarwalk import TarReader, TarRefused, open_part_stream
@@ -112,7 +115,7 @@ def load_index(source: PartSource, work: Path) -> PartIndex | None:
 
 
 def read_part(source: PartSource, work: Path, subset: Subset, stop: threading.Event,
-              on_file: Any = None) -> PartIndex:
+              on_file: Callable[[int], None] | None = None) -> PartIndex:
     """Read the part, keep what ``subset`` wants (``--sample N`` is applied later, over all parts),
     and write its index; ``on_file(nbytes)`` is called per member read. Raises PartUnreadable."""
     if source.kind == TAR:
@@ -175,12 +178,12 @@ class _Collector:
         return index
 
 
-def _read_tar(source: PartSource, work: Path, subset: Subset, stop: threading.Event, on_file: Any) -> PartIndex:
+def _read_tar(source: PartSource, work: Path, subset: Subset, stop: threading.Event, on_file: Callable[[int], None] | None) -> PartIndex:
     assert source.tar is not None
     collector = _Collector(source.name, subset)
     spill = source.spill_path(work)
     spill.parent.mkdir(parents=True, exist_ok=True)
-    offset = 0
+    offset = flushed = 0
     try:
         with open(source.tar, "rb") as raw:
             stream, compressed = open_part_stream(raw)
@@ -194,6 +197,9 @@ def _read_tar(source: PartSource, work: Path, subset: Subset, stop: threading.Ev
                         wanted = None if member.is_dir else collector.wanted(member.name)
                         if wanted is not None:
                             offset += _spill_member(reader, member, fd, wanted, collector, offset)
+                            if offset - flushed >= WRITEBACK_EVERY:
+                                start_writeback(fd)  # so that the fsync below finds little left to write
+                                flushed = offset
                         if on_file is not None and not member.is_dir:
                             on_file(member.size)
                     reader.finish()
@@ -224,7 +230,7 @@ def _spill_member(reader: TarReader, member: Any, fd: int, wanted: tuple[int, st
     return member.size
 
 
-def _read_extracted(source: PartSource, subset: Subset, stop: threading.Event, on_file: Any) -> PartIndex:
+def _read_extracted(source: PartSource, subset: Subset, stop: threading.Event, on_file: Callable[[int], None] | None) -> PartIndex:
     assert source.files is not None
     collector = _Collector(source.name, subset)
     for entry in source.files.entries() or []:

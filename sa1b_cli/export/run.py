@@ -24,16 +24,17 @@ from typing import Any
 
 from sa1b_cli import __version__
 from sa1b_cli.errors import ExitStatus, Sa1bError, UsageError
-from sa1b_cli.events import NullReporter, Reporter
+from sa1b_cli.events import FileProgress, NullReporter, Reporter
 from sa1b_cli.export import read
-from sa1b_cli.export.plan import Sample, Settings, ShardPlan, Subset, cut_shards
+from sa1b_cli.export.plan import Sample, Settings, ShardCut, Subset, shard_name
 from sa1b_cli.export.read import PartIndex, PartSource, PartUnreadable
 from sa1b_cli.export.shards import (
+    FolderChunkWriter,
+    KeptShard,
     ShardRecord,
+    TarShardWriter,
     finished_record,
-    write_folder_chunk,
     write_sha256_manifest,
-    write_tar_shard,
     write_wids_index,
 )
 from sa1b_cli.extract import select_parts
@@ -48,6 +49,8 @@ RECEIPT_NAME = "sa1b-export.json"
 RECEIPT_SCHEMA = 1
 WORK_DIR = ".sa1b-export"
 SOURCES = ("auto", "tars", "extracted")
+Writer = KeptShard | TarShardWriter | FolderChunkWriter
+PROGRESS_EVERY = 0.25  # seconds between progress forwards from the readers
 
 
 class ExportConflict(UsageError):
@@ -217,6 +220,34 @@ def _from_receipt(out: Path, settings: Settings, receipt: dict[str, Any], skippe
                         ids_missing=list(receipt.get("ids_missing", [])), skipped_parts=skipped)
 
 
+class _Progress:
+    """Members read by the pool's threads, forwarded to one progress display at most every PROGRESS_EVERY s."""
+
+    def __init__(self, progress: FileProgress) -> None:
+        self.progress = progress
+        self.guard = threading.Lock()
+        self.files = self.nbytes = 0
+        self.last = time.monotonic()
+
+    def member(self, nbytes: int) -> None:
+        with self.guard:
+            self.files += 1
+            self.nbytes += nbytes
+            if time.monotonic() - self.last < PROGRESS_EVERY:
+                return
+            self._forward()
+
+    def _forward(self) -> None:
+        self.last = time.monotonic()
+        files, nbytes, self.files, self.nbytes = self.files, self.nbytes, 0, 0
+        self.progress.advance(files, nbytes)
+
+    def close(self) -> None:
+        with self.guard:
+            self._forward()
+        self.progress.close()
+
+
 class _Run:
     """One export's work: the read pool, the writer, the spills."""
 
@@ -239,14 +270,14 @@ class _Run:
         if self.settings.format == "folders":
             (self.out / "images").mkdir(parents=True, exist_ok=True)
             (self.out / "annotations").mkdir(parents=True, exist_ok=True)
-        progress = self.reporter.files("export", self._files_to_read())
+        progress = _Progress(self.reporter.files("export", self._files_to_read()))
         try:
             with ThreadPoolExecutor(self.jobs, thread_name_prefix="sa1b-export") as pool, \
                     ThreadPoolExecutor(1, thread_name_prefix="sa1b-md5") as helper:
                 for name, source in self.sources.items():
                     if name not in self.indices:
                         self.futures[name] = pool.submit(read.read_part, source, self.work, self.settings.subset,
-                                                         self.stop, lambda n: progress.advance(1, n))
+                                                         self.stop, progress.member)
                 try:
                     self._write_all(helper)
                 except BaseException:
@@ -297,27 +328,53 @@ class _Run:
                     yield sample
 
     def _write_all(self, helper: ThreadPoolExecutor) -> None:
-        for plan in cut_shards(self._samples(), self.settings):
-            record = finished_record(self.out, self.work, plan)
-            if record is not None:
-                self.result.shards_kept += 1
-            else:
-                record = self._write(plan, helper)
-                self.result.shards_written += 1
-                self.reporter.event("shard", f"{record.name}: {record.samples} samples published", shard=record.name,
-                                    samples=record.samples, bytes=record.size)
-            self.result.records.append(record)
-            for part in {s.part for s in plan.samples} - {plan.samples[-1].part}:
-                self._release(part)  # part-major order: no later shard holds these parts' samples
+        """Samples in order into shards, each written as the parts it needs are read."""
+        cut = ShardCut(self.settings)
+        writer: Writer | None = None
+        parts: set[str] = set()  # parts with samples in the open shard
+        try:
+            for sample in self._samples():
+                if writer is not None and cut.starts_new(sample):
+                    self._close(writer, parts - {sample.part})
+                    writer, parts = None, set()
+                if writer is None:
+                    writer = self._open(shard_name(len(self.result.records)), sample, helper)
+                if sample.part not in parts and not isinstance(writer, KeptShard):
+                    self._ensure_spill(sample.part)
+                writer.add(sample)
+                cut.add(sample)
+                parts.add(sample.part)
+        except BaseException:
+            if writer is not None:
+                writer.abort()
+            raise
+        if writer is not None:
+            self._close(writer, parts)
 
-    def _write(self, plan: ShardPlan, helper: ThreadPoolExecutor) -> ShardRecord:
-        spills = {self.sources[p].spill_path(self.work) for p in {s.part for s in plan.samples}
-                  if self.sources[p].kind == read.TAR}
-        for part in {s.part for s in plan.samples}:
-            self._ensure_spill(part)
+    def _open(self, name: str, first: Sample, helper: ThreadPoolExecutor) -> Writer:
+        kept = finished_record(self.out, self.work, name, first.image_id)
+        if kept is not None:
+            return KeptShard(kept)
         if self.settings.format == "folders":
-            return write_folder_chunk(self.out, self.work, plan, self._locate, spills)
-        return write_tar_shard(self.out, self.work, plan, self._locate, helper, spills)
+            return FolderChunkWriter(self.out, self.work, name, self._locate)
+        return TarShardWriter(self.out, self.work, name, self._locate, helper)
+
+    def _close(self, writer: Writer, finished_parts: set[str]) -> None:
+        """Finish (publish) the shard, then delete the spills no later shard reads (samples come part by part)."""
+        try:
+            record = writer.finish()
+        except ValueError as exc:
+            raise ExportConflict(f"{self.out}: {exc}; the export state in {self.work} does not match these "
+                                 "settings: remove the folder and export again") from None
+        if isinstance(writer, KeptShard):
+            self.result.shards_kept += 1
+        else:
+            self.result.shards_written += 1
+            self.reporter.event("shard", f"{record.name}: {record.samples} samples published", shard=record.name,
+                                samples=record.samples, bytes=record.size)
+        self.result.records.append(record)
+        for part in finished_parts:
+            self._release(part)
 
     def _ensure_spill(self, part: str) -> None:
         """Read a part again when a shard still needs its spill and an earlier run deleted it."""
@@ -325,9 +382,11 @@ class _Run:
         if source.kind == read.TAR and not source.spill_path(self.work).exists():
             self.indices[part] = read.read_part(source, self.work, self.settings.subset, self.stop)
 
-    def _locate(self, sample: Sample) -> tuple[tuple[Path, int, int], tuple[Path, int, int]]:
-        jpg, annotation = self.sources[sample.part].paths_of(sample, self.work)
-        return (jpg, sample.jpg_offset, sample.jpg_size), (annotation, sample.json_offset, sample.json_size)
+    def _locate(self, sample: Sample) -> tuple[tuple[Path, int, int], tuple[Path, int, int], bool]:
+        source = self.sources[sample.part]
+        jpg, annotation = source.paths_of(sample, self.work)
+        return ((jpg, sample.jpg_offset, sample.jpg_size), (annotation, sample.json_offset, sample.json_size),
+                source.kind == read.TAR)
 
     def _release(self, part: str) -> None:
         self.sources[part].spill_path(self.work).unlink(missing_ok=True)

@@ -10,27 +10,31 @@ gives the same shards, byte for byte.
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import mmap
 import os
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sa1b_cli.export.plan import TAR_BLOCK, Sample, ShardPlan
+from sa1b_cli.export.plan import TAR_BLOCK, Sample
+from sa1b_cli.extract.disk import start_writeback, sync_filesystem
 from sa1b_cli.store.atomic import atomic_write_json, atomic_write_text, read_json
 
+WRITEBACK_EVERY = 32 << 20
 HEADER_MTIME = 1_680_000_000  # every member's time: shards are reproducible
-FLUSH_BYTES = 4 << 20
 MAX_MEMBER_SIZE = 8**11 - 1  # what ustar's 11 octal digits hold
 WIDS_INDEX = "shardindex.json"
 SHA256_MANIFEST = "sha256sums.txt"
 _END_OF_ARCHIVE = bytes(2 * TAR_BLOCK)
 _OPEN_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
 
-# (image path, offset, size), (annotation path, offset, size) of a sample
-Locate = Callable[[Sample], tuple[tuple[Path, int, int], tuple[Path, int, int]]]
+# Where a sample's bytes are: (image path, offset, size), (annotation path, offset, size), and whether
+# both are ranges of a part's spill file (else each is a whole extracted file).
+Locate = Callable[[Sample], tuple[tuple[Path, int, int], tuple[Path, int, int], bool]]
 
 
 def tar_header(name: str, size: int) -> bytes:
@@ -63,54 +67,58 @@ def read_range(fd: int, offset: int, size: int) -> bytes:
 
 
 class _Sources:
-    """Open source files: a part's spill stays open for the whole shard, extracted files are opened per read."""
+    """Open source files. A part's spill stays open (and mapped, for hashing) for the whole shard;
+    an extracted file is read whole and closed."""
 
     def __init__(self) -> None:
-        self.open: dict[Path, int] = {}
+        self.open: dict[Path, tuple[int, mmap.mmap]] = {}
 
-    def read(self, path: Path, offset: int, size: int, keep_open: bool) -> bytes:
-        fd = self.open.get(path)
-        if fd is None:
+    def read(self, path: Path, offset: int, size: int) -> bytes:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            return read_range(fd, offset, size)
+        finally:
+            os.close(fd)
+
+    def mapped(self, path: Path) -> tuple[int, mmap.mmap]:
+        """(fd, read-only map) of a spill file."""
+        if path not in self.open:
             fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-            if not keep_open:
-                try:
-                    return read_range(fd, offset, size)
-                finally:
-                    os.close(fd)
-            self.open[path] = fd
-        return read_range(fd, offset, size)
+            try:
+                self.open[path] = fd, mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
+            except BaseException:
+                os.close(fd)
+                raise
+        return self.open[path]
 
     def close(self) -> None:
-        for fd in self.open.values():
+        for fd, mapping in self.open.values():
+            mapping.close()
             os.close(fd)
         self.open.clear()
 
 
-class _HashingFile:
-    """A file written in large blocks, md5 (in a helper thread) and sha256 taken on the way."""
+def _write_all(fd: int, data: bytes | bytearray | memoryview) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
 
-    def __init__(self, fd: int, helper: ThreadPoolExecutor) -> None:
-        self.fd = fd
-        self.helper = helper
-        self.buffer = bytearray()
-        self.md5 = hashlib.md5()
-        self.sha256 = hashlib.sha256()
-        self.size = 0
 
-    def add(self, data: bytes) -> None:
-        self.buffer += data
-        if len(self.buffer) >= FLUSH_BYTES:
-            self.flush()
-
-    def flush(self) -> None:
-        view = memoryview(self.buffer)
-        md5 = self.helper.submit(self.md5.update, view)
-        self.sha256.update(view)
-        while view:
-            view = view[os.write(self.fd, view):]
-        md5.result()
-        self.size += len(self.buffer)
-        self.buffer = bytearray()
+def _copy_range(out_fd: int, source_fd: int, offset: int, size: int) -> None:
+    """Copy ``size`` bytes at ``offset`` of ``source_fd`` to ``out_fd``'s position, inside the kernel."""
+    while size:
+        try:
+            copied = os.copy_file_range(source_fd, out_fd, size, offset)
+        except OSError as exc:
+            if exc.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
+                raise
+            copied = 0
+        if not copied:  # not supported here (or an early end): through user space
+            data = read_range(source_fd, offset, size)
+            _write_all(out_fd, data)
+            copied = len(data)
+        offset += copied
+        size -= copied
 
 
 @dataclass(frozen=True)
@@ -139,18 +147,19 @@ class ShardRecord:
             return None
 
 
-def record_path(work: Path, plan: ShardPlan) -> Path:
-    return work / "shards" / f"{plan.name[:-4]}.json"
+def record_path(work: Path, name: str) -> Path:
+    return work / "shards" / f"{name[:-4]}.json"
 
 
-def finished_record(out: Path, work: Path, plan: ShardPlan) -> ShardRecord | None:
-    """The shard's record when an earlier run finished it and its output is still as recorded."""
-    record = ShardRecord.from_dict(read_json(record_path(work, plan)))
-    if record is None or record.samples != len(plan.samples) or record.first_id != plan.samples[0].image_id:
+def finished_record(out: Path, work: Path, name: str, first_id: int) -> ShardRecord | None:
+    """The record of shard ``name`` when an earlier run finished it, starting at ``first_id``, and its
+    output is still as recorded."""
+    record = ShardRecord.from_dict(read_json(record_path(work, name)))
+    if record is None or record.first_id != first_id:
         return None
     if record.files is None:
         return record if _size(out / record.name) == record.size else None
-    return record if all(_size(out / name) == size for name, size, _digest in record.files) else None
+    return record if all(_size(out / file) == size for file, size, _digest in record.files) else None
 
 
 def _size(path: Path) -> int | None:
@@ -160,58 +169,161 @@ def _size(path: Path) -> int | None:
         return None
 
 
-def write_tar_shard(out: Path, work: Path, plan: ShardPlan, locate: Locate, helper: ThreadPoolExecutor,
-                    spills: set[Path]) -> ShardRecord:
-    """Write, fsync and publish one tar shard, then its record. ``spills``: sources read whole (kept open)."""
-    final = out / plan.name
-    temporary = out / f".{plan.name}.partial"
-    sources = _Sources()
-    fd = os.open(temporary, _OPEN_FLAGS, 0o644)
+class KeptShard:
+    """A shard an earlier run published: its samples are counted through, nothing is written."""
+
+    def __init__(self, record: ShardRecord) -> None:
+        self.record = record
+        self.samples = 0
+        self.last_id: int | None = None
+
+    def add(self, sample: Sample) -> None:
+        self.samples += 1
+        self.last_id = sample.image_id
+
+    def finish(self) -> ShardRecord:
+        if (self.samples, self.last_id) != (self.record.samples, self.record.last_id):
+            raise ValueError(f"{self.record.name}: its record holds samples {self.record.first_id}..{self.record.last_id} "
+                             f"({self.record.samples}), this export cuts {self.samples} up to {self.last_id}")
+        return self.record
+
+    def abort(self) -> None:
+        """Nothing was written."""
+
+
+class TarShardWriter:
+    """One tar shard written sample by sample, as parts are read: spill ranges copied by the kernel
+    (``copy_file_range``) and hashed straight from a read-only map (md5 in ``helper``, sha256 here). On
+    ``finish`` it is fsynced and renamed into place, then its record is written."""
+
+    def __init__(self, out: Path, work: Path, name: str, locate: Locate, helper: ThreadPoolExecutor) -> None:
+        self.out, self.work, self.name, self.locate, self.helper = out, work, name, locate, helper
+        self.temporary = out / f".{name}.partial"
+        self.fd = os.open(self.temporary, _OPEN_FLAGS, 0o644)
+        self.sources = _Sources()
+        self.md5, self.sha256 = hashlib.md5(), hashlib.sha256()
+        self.pending: list[Future[None]] = []  # md5 updates, in order (one helper thread)
+        self.views: list[memoryview] = []  # alive until the md5 updates that read them are done
+        self.samples, self.size, self.flushed = 0, 0, 0
+        self.first_id = self.last_id = -1
+
+    def add(self, sample: Sample) -> None:
+        pieces: list[bytes | memoryview] = []
+        head = bytearray()
+        jpg, annotation, spilled = self.locate(sample)
+        for (path, offset, size), suffix in ((jpg, ".jpg"), (annotation, ".json")):
+            head += tar_header(f"sa_{sample.image_id}{suffix}", size)
+            if spilled:
+                source_fd, mapping = self.sources.mapped(path)
+                if offset + size > len(mapping):
+                    raise OSError(f"{path} ends before byte {offset + size}")
+                view = memoryview(mapping)[offset:offset + size]
+                self.views.append(view)
+                _write_all(self.fd, head)
+                _copy_range(self.fd, source_fd, offset, size)
+                pieces += [bytes(head), view]
+                head = bytearray()
+            else:
+                head += self.sources.read(path, offset, size)
+            head += bytes(-size % TAR_BLOCK)
+        _write_all(self.fd, head)
+        pieces.append(bytes(head))
+        self._hash(pieces)
+        if self.size - self.flushed >= WRITEBACK_EVERY:
+            start_writeback(self.fd)  # the disk works while parts are read; the fsync at the end finds little left
+            self.flushed = self.size
+        self.samples += 1
+        self.first_id = sample.image_id if self.first_id < 0 else self.first_id
+        self.last_id = sample.image_id
+
+    def _hash(self, pieces: list[bytes | memoryview]) -> None:
+        self.pending.append(self.helper.submit(_update, self.md5, pieces))
+        _update(self.sha256, pieces)
+        self.size += sum(len(piece) for piece in pieces)
+
+    def finish(self) -> ShardRecord:
+        _write_all(self.fd, _END_OF_ARCHIVE)
+        self._hash([_END_OF_ARCHIVE])
+        self._settle()
+        os.fsync(self.fd)
+        os.close(self.fd)
+        os.replace(self.temporary, self.out / self.name)
+        record = ShardRecord(self.name, self.samples, self.first_id, self.last_id, self.size,
+                             self.md5.hexdigest(), self.sha256.hexdigest())
+        atomic_write_json(record_path(self.work, self.name), record.to_dict())
+        return record
+
+    def _settle(self) -> None:
+        """Wait for the md5 updates, then let go of the maps they read."""
+        for future in self.pending:
+            future.result()
+        for view in self.views:
+            view.release()
+        self.views.clear()
+        self.sources.close()
+
+    def abort(self) -> None:
+        try:
+            self._settle()
+        finally:
+            os.close(self.fd)
+            self.temporary.unlink(missing_ok=True)
+
+
+def _update(digest: Any, pieces: list[bytes | memoryview]) -> None:
+    for piece in pieces:
+        digest.update(piece)
+
+
+class FolderChunkWriter:
+    """One chunk of ``--format folders``: each sample as ``images/sa_<id>.jpg`` and ``annotations/sa_<id>.json``
+    (the ``split`` layout), written as it comes; on ``finish`` flushed to disk, then the chunk's record.
+    A chunk without a record is written again by the next run."""
+
+    def __init__(self, out: Path, work: Path, name: str, locate: Locate) -> None:
+        self.out, self.work, self.name, self.locate = out, work, name, locate
+        self.sources = _Sources()
+        self.files: list[list[Any]] = []
+        self.samples = 0
+        self.first_id = self.last_id = -1
+
+    def add(self, sample: Sample) -> None:
+        jpg, annotation, spilled = self.locate(sample)
+        for (path, offset, size), folder, suffix in ((jpg, "images", ".jpg"), (annotation, "annotations", ".json")):
+            relative = f"{folder}/sa_{sample.image_id}{suffix}"
+            self.files.append([relative, size, _write_file(self.out / relative, self.sources, path, offset, size, spilled)])
+        self.samples += 1
+        self.first_id = sample.image_id if self.first_id < 0 else self.first_id
+        self.last_id = sample.image_id
+
+    def finish(self) -> ShardRecord:
+        self.sources.close()
+        sync_filesystem(self.out)  # one flush per chunk rather than an fsync per file
+        record = ShardRecord(self.name, self.samples, self.first_id, self.last_id,
+                             sum(size for _name, size, _digest in self.files), None, None, self.files)
+        atomic_write_json(record_path(self.work, self.name), record.to_dict())
+        return record
+
+    def abort(self) -> None:
+        self.sources.close()
+
+
+def _write_file(target: Path, sources: _Sources, path: Path, offset: int, size: int, spilled: bool) -> str:
+    """One file of a folder chunk, copied from a spill by the kernel or from an extracted file; its sha256."""
+    fd = os.open(target, _OPEN_FLAGS, 0o644)
     try:
-        sink = _HashingFile(fd, helper)
-        for sample in plan.samples:
-            for (path, offset, size), suffix in zip(locate(sample), (".jpg", ".json")):
-                sink.add(tar_header(f"sa_{sample.image_id}{suffix}", size))
-                sink.add(sources.read(path, offset, size, path in spills))
-                sink.add(bytes(-size % TAR_BLOCK))
-        sink.add(_END_OF_ARCHIVE)
-        sink.flush()
-        os.fsync(fd)
+        if not spilled:
+            data = sources.read(path, offset, size)
+            _write_all(fd, data)
+            return hashlib.sha256(data).hexdigest()
+        source_fd, mapping = sources.mapped(path)
+        if offset + size > len(mapping):
+            raise OSError(f"{path} ends before byte {offset + size}")
+        _copy_range(fd, source_fd, offset, size)
+        with memoryview(mapping)[offset:offset + size] as view:
+            return hashlib.sha256(view).hexdigest()
     finally:
         os.close(fd)
-        sources.close()
-    os.replace(temporary, final)
-    record = ShardRecord(plan.name, len(plan.samples), plan.samples[0].image_id, plan.samples[-1].image_id,
-                         sink.size, sink.md5.hexdigest(), sink.sha256.hexdigest())
-    atomic_write_json(record_path(work, plan), record.to_dict())
-    return record
-
-
-def write_folder_chunk(out: Path, work: Path, plan: ShardPlan, locate: Locate, spills: set[Path]) -> ShardRecord:
-    """Write one chunk's samples as ``images/sa_<id>.jpg`` and ``annotations/sa_<id>.json`` (the ``split``
-    layout), flush them to disk, then the chunk's record. A chunk without a record is written again."""
-    sources = _Sources()
-    files: list[list[Any]] = []
-    try:
-        for sample in plan.samples:
-            for (path, offset, size), folder, suffix in zip(locate(sample), ("images", "annotations"), (".jpg", ".json")):
-                data = sources.read(path, offset, size, path in spills)
-                relative = f"{folder}/sa_{sample.image_id}{suffix}"
-                fd = os.open(out / relative, _OPEN_FLAGS, 0o644)
-                try:
-                    view = memoryview(data)
-                    while view:
-                        view = view[os.write(fd, view):]
-                finally:
-                    os.close(fd)
-                files.append([relative, size, hashlib.sha256(data).hexdigest()])
-    finally:
-        sources.close()
-    os.sync()  # one flush per chunk rather than an fsync per file
-    record = ShardRecord(plan.name, len(plan.samples), plan.samples[0].image_id, plan.samples[-1].image_id,
-                         sum(size for _name, size, _digest in files), None, None, files)
-    atomic_write_json(record_path(work, plan), record.to_dict())
-    return record
 
 
 def write_wids_index(out: Path, records: Iterable[ShardRecord]) -> Path:

@@ -1,0 +1,219 @@
+#!/usr/bin/env python3
+"""Benchmark of ``sa1b export`` (issue 14): is it faster than what users do today?
+
+Three comparisons, each a ratio of two contenders measured in the same run, taking turns (the
+order rotates every repeat) so slow phases of a shared machine hit both alike; figures are medians.
+
+1. Export of one part vs the repack users do today: ``tar -xzf`` into a folder, then
+   ``tar --sort=name -cf`` of it (``+ sync`` too: sa1b fsyncs every shard before publishing it).
+2. Export throughput vs ``sa1b extract`` of the same parts (both ``-j 2``).
+3. Mask decode through ``sa1b_cli.dataset`` vs ``pycocotools.mask.decode``, per mask, at SA-1B's
+   image size (1500x2250) with 100 masks an image; once as returned, once with every mask read
+   (its pixel sum), so lazily zeroed pages are paid for too.
+
+Parts come from the project's generator (real JPEGs at 750x1125, 100 RLE masks an image, gzip
+level 6) and are kept in ``--workdir`` for the next run; they sit in the page cache while timed.
+
+    python scripts/bench_export.py                       # ~3 min on 2 cores -> a markdown table on stdout
+    python scripts/bench_export.py --pairs 20 --repeats 2  # seconds (smoke)
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+
+import orjson  # noqa: E402
+from pycocotools import mask as coco_mask  # noqa: E402
+
+from sa1b_cli.export.masks import decode_mask, decode_masks  # noqa: E402
+from sa1b_cli.integrity import check_part  # noqa: E402
+from sa1b_cli.store import DownloadReceipt, ReceiptStore  # noqa: E402
+from sa1b_cli.store.paths import RootPaths  # noqa: E402
+from sa1b_cli.testing.generator import make_annotation, make_parts  # noqa: E402
+
+PARTS = 3
+SA1B = [sys.executable, "-m", "sa1b_cli"]
+
+
+def prepare(workdir: Path, pairs: int) -> Path:
+    """A directory of generated parts (kept for the next run: keyed by the pairs per part)."""
+    parts_dir = workdir / f"parts-{PARTS}x{pairs}"
+    if not (parts_dir / "done").exists():
+        shutil.rmtree(parts_dir, ignore_errors=True)
+        make_parts(parts_dir, PARTS, pairs, width=750, height=1125, masks_per_image=100, noise=60.0,
+                   jpeg_quality=95, compresslevel=6, seed=14)
+        (parts_dir / "done").write_text("")
+    for tar in parts_dir.glob("*.tar"):
+        tar.read_bytes()  # into the page cache
+    return parts_dir
+
+
+def downloaded_root(parts_dir: Path, root: Path, names: list[str]) -> RootPaths:
+    """A ROOT holding ``names`` (hard links, no copy) with their download receipts."""
+    shutil.rmtree(root, ignore_errors=True)
+    paths = RootPaths(root)
+    paths.tars.mkdir(parents=True)
+    for name in names:
+        os.link(parts_dir / name, paths.tar(name))
+        check = check_part(paths.tar(name), md5=False)
+        ReceiptStore(paths).write(DownloadReceipt(name, size=check.size, sha256=check.sha256, members=check.members,
+                                                  images=check.images, annotations=check.annotations))
+    return paths
+
+
+CPU: dict[str, list[float]] = {}  # CPU seconds (user + system) of each command's runs, by its first words
+
+
+def wall(command: list[str], label: str) -> float:
+    """Wall seconds of ``command``; its CPU seconds are kept in ``CPU[label]``."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+    seconds = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    CPU.setdefault(label, []).append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
+    return seconds
+
+
+def cpu(label: str) -> float:
+    return statistics.median(CPU[label])
+
+
+def race(contenders: dict[str, Callable[[], float]], repeats: int) -> dict[str, float]:
+    """Median seconds of each contender; the order rotates every repeat."""
+    names = list(contenders)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for repeat in range(repeats):
+        for name in names[repeat % len(names):] + names[:repeat % len(names)]:
+            times[name].append(contenders[name]())
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def one_part(parts_dir: Path, work: Path, repeats: int) -> tuple[dict[str, float], int]:
+    name = "sa_000000.tar"
+    paths = downloaded_root(parts_dir, work / "root-one", [name])
+
+    def export() -> float:
+        shutil.rmtree(work / "out", ignore_errors=True)
+        return wall([*SA1B, "export", "-d", str(paths.root), "-o", str(work / "out"), "-j", "1", "--quiet"], "export one")
+
+    def repack(sync: bool) -> Callable[[], float]:
+        script = ('rm -rf "$2" "$3" && mkdir -p "$2" && tar -xzf "$1" -C "$2" && tar --sort=name -cf "$3" -C "$2" .'
+                  + (" && sync" if sync else ""))
+        return lambda: wall(["bash", "-c", script, "repack", str(paths.tar(name)), str(work / "x"), str(work / "r.tar")],
+                            "repack + sync" if sync else "repack")
+
+    times = race({"sa1b export": export, "tar -xzf + tar --sort=name -cf": repack(False),
+                  "tar -xzf + tar --sort=name -cf + sync": repack(True)}, repeats)
+    return times, paths.tar(name).stat().st_size
+
+
+def throughput(parts_dir: Path, work: Path, repeats: int) -> tuple[dict[str, float], int]:
+    names = sorted(p.name for p in parts_dir.glob("*.tar"))
+
+    def export() -> float:
+        paths = downloaded_root(parts_dir, work / "root-export", names)
+        shutil.rmtree(work / "out", ignore_errors=True)
+        return wall([*SA1B, "export", "-d", str(paths.root), "-o", str(work / "out"), "-j", "2", "--quiet"], "export all")
+
+    def extract() -> float:
+        paths = downloaded_root(parts_dir, work / "root-extract", names)
+        return wall([*SA1B, "extract", "-d", str(paths.root), "-j", "2", "--quiet"], "extract all")
+
+    return race({"sa1b export": export, "sa1b extract": extract}, repeats), sum((parts_dir / n).stat().st_size for n in names)
+
+
+def mask_decode(repeats: int) -> dict[str, float]:
+    """Seconds per mask of each decoder, at 1500x2250 with 100 masks an image."""
+    images = [orjson.loads(make_annotation(i, width=1500, height=2250, masks_per_image=100))["annotations"]
+              for i in range(1, 4)]
+    count = sum(map(len, images))
+
+    def timed(action: Callable[[], object]) -> Callable[[], float]:
+        def run() -> float:
+            started = time.perf_counter()
+            action()
+            return (time.perf_counter() - started) / count
+        return run
+
+    def per_mask(decode: Callable[[dict], object]) -> Callable[[], None]:
+        def run() -> None:
+            for image in images:  # one image's masks held at a time, as a loader does
+                masks = [decode(a["segmentation"]) for a in image]
+                del masks
+        return run
+
+    def per_image(decode: Callable[[list], object]) -> Callable[[], None]:
+        def run() -> None:
+            for image in images:
+                masks = decode(image)
+                del masks
+        return run
+
+    contenders = {
+        "pycocotools.mask.decode, per mask": timed(per_mask(coco_mask.decode)),
+        "pycocotools.mask.decode, per image": timed(per_image(lambda image: coco_mask.decode([a["segmentation"] for a in image]))),
+        "sa1b decode_mask, per mask": timed(per_mask(decode_mask)),
+        "sa1b decode_masks, per image": timed(per_image(decode_masks)),
+        "pycocotools.mask.decode + read every pixel": timed(per_mask(lambda s: coco_mask.decode(s).sum())),
+        "sa1b decode_mask + read every pixel": timed(per_mask(lambda s: decode_mask(s).sum())),
+    }
+    return race(contenders, repeats)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pairs", type=int, default=150, help="image/annotation pairs per generated part")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "sa1b-bench-export")
+    args = parser.parse_args()
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    parts_dir = prepare(args.workdir, args.pairs)
+    work = Path(tempfile.mkdtemp(prefix="run-", dir=args.workdir))
+    try:
+        one, one_size = one_part(parts_dir, work, args.repeats)
+        many, many_size = throughput(parts_dir, work, args.repeats)
+        masks = mask_decode(args.repeats)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    mb = 1 << 20
+    print(f"{os.cpu_count()} cores, median of {args.repeats}; parts of {args.pairs} pairs (750x1125, 100 masks, gzip -6)\n")
+    print("| comparison | sa1b | other | ratio (other / sa1b) | target |")
+    print("|---|---|---|---|---|")
+    repack, synced = one["tar -xzf + tar --sort=name -cf"], one["tar -xzf + tar --sort=name -cf + sync"]
+    print(f"| export one part ({one_size / mb:.0f} MB) vs `tar -xzf` + `tar --sort=name -cf` | {one['sa1b export']:.2f} s "
+          f"| {repack:.2f} s ({synced:.2f} s + sync) | {repack / one['sa1b export']:.2f}x "
+          f"({synced / one['sa1b export']:.2f}x vs + sync) | >= 1.5x |")
+    print(f"| CPU seconds (user + system) of the same runs | {cpu('export one'):.2f} s | {cpu('repack'):.2f} s "
+          f"| {cpu('repack') / cpu('export one'):.2f}x | - |")
+    rate = many_size / mb / many["sa1b export"]
+    print(f"| export {PARTS} parts ({many_size / mb:.0f} MB) vs `sa1b extract`, -j 2 | {many['sa1b export']:.2f} s "
+          f"({rate:.0f} MB/s) | {many['sa1b extract']:.2f} s | {many['sa1b extract'] / many['sa1b export']:.2f}x | >= 0.9x |")
+    print(f"| CPU seconds (user + system) of the same runs | {cpu('export all'):.2f} s | {cpu('extract all'):.2f} s "
+          f"| {cpu('extract all') / cpu('export all'):.2f}x | - |")
+    for label, other in (("sa1b decode_mask, per mask", "pycocotools.mask.decode, per mask"),
+                         ("sa1b decode_masks, per image", "pycocotools.mask.decode, per image")):
+        print(f"| mask decode 1500x2250: {label} vs {other} | {masks[label] * 1e3:.2f} ms/mask "
+              f"| {masks[other] * 1e3:.2f} ms/mask | {masks[other] / masks[label]:.2f}x | >= 2x |")
+    read_coco, read_sa1b = masks["pycocotools.mask.decode + read every pixel"], masks["sa1b decode_mask + read every pixel"]
+    print(f"| mask decode + every pixel read (`.sum()`) | {read_sa1b * 1e3:.2f} ms/mask | {read_coco * 1e3:.2f} ms/mask "
+          f"| {read_coco / read_sa1b:.2f}x | - |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
