@@ -175,6 +175,25 @@ def test_sample_count_is_exact(root: RootPaths, tmp_path: Path) -> None:
     assert exported_ids(tmp_path / "out") == expected
 
 
+def test_sample_count_is_exact_when_parts_are_read_through_a_draw(tmp_path: Path) -> None:
+    """300 images: --sample N reads only images below a draw that about 1.25 N + 200 pass; with --min-masks
+    leaving fewer than N of those, the parts are read again in full. Both give the N lowest draws exactly."""
+    paths = RootPaths(tmp_path / "root")
+    paths.tars.mkdir(parents=True)
+    write_part(paths.tars, 0, 250, first_image_id=1, masks_per_image=2)
+    write_part(paths.tars, 1, 50, first_image_id=251, masks_per_image=6)
+    for name in ("sa_000000.tar", "sa_000001.tar"):
+        add_receipt(paths, name)
+
+    def lowest(count: int, ids: range) -> list[int]:
+        return sorted(sorted(ids, key=lambda i: (sample_key(9, i), i))[:count])
+
+    assert run_export(paths, tmp_path / "any", "--sample", "20", "--seed", "9")[1]["samples"] == 20
+    assert exported_ids(tmp_path / "any") == lowest(20, range(1, 301))
+    assert run_export(paths, tmp_path / "dense", "--sample", "48", "--seed", "9", "--min-masks", "5")[0] == 0
+    assert exported_ids(tmp_path / "dense") == lowest(48, range(251, 301))
+
+
 def test_ids_file_matches_exactly_and_names_ids_not_found(root: RootPaths, tmp_path: Path) -> None:
     ids = tmp_path / "ids.txt"
     ids.write_text("# validation images\n3\nsa_17\n\nsa_30.jpg\n900001\nsa_900002\n")

@@ -16,7 +16,8 @@ from sa1b_cli.cli.options import env_option, jobs_option, output_options, root_o
 from sa1b_cli.console import Console, human_bytes, human_duration
 from sa1b_cli.errors import ExitStatus, UsageError
 from sa1b_cli.export.plan import FORMATS, Subset, parse_sample, parse_size, read_ids_file
-from sa1b_cli.export.run import SOURCES, ExportRequest, ExportResult, export
+from sa1b_cli.export.read import SOURCES
+from sa1b_cli.export.run import ExportRequest, ExportResult, export
 from sa1b_cli.selection import parse_shard
 from sa1b_cli.store.paths import RootPaths
 

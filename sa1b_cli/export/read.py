@@ -27,11 +27,15 @@ from sa1b_cli.export.plan import SAMPLE_NAME, Sample, Subset
 from sa1b_cli.export.shards import WRITEBACK_EVERY
 from sa1b_cli.extract.disk import start_writeback
 from sa1b_cli.store.atomic import atomic_write_json, read_json
+from sa1b_cli.errors import UsageError
+from sa1b_cli.store.parts import part_state
 from sa1b_cli.store.paths import RootPaths, part_stem
+from sa1b_cli.store.receipts import ReceiptStore
 from sa1b_cli.tarwalk import TarReader, TarRefused, open_part_stream
 
 TAR = "tar"
 EXTRACTED = "extracted"
+SOURCES = ("auto", "tars", "extracted")  # --from
 INDEX_VERSION = 1
 
 
@@ -54,12 +58,13 @@ class PartIndex:
     unpaired: list[str] = field(default_factory=list)  # an image without annotation or the reverse
     other: int = 0  # members that are not sa_<id>.jpg / .json
     unreadable: list[str] = field(default_factory=list)  # annotations that are not JSON (mask filter)
+    read_fraction: float | None = None  # the --sample draw the part was filtered by while read (None: none)
 
     def to_dict(self) -> dict[str, Any]:
         return {"version": INDEX_VERSION, "part": self.part, "source": self.source,
                 "samples": [[s.image_id, s.jpg_offset, s.jpg_size, s.json_offset, s.json_size] for s in self.samples],
                 "listed_found": self.listed_found, "unpaired": self.unpaired, "other": self.other,
-                "unreadable": self.unreadable}
+                "unreadable": self.unreadable, "read_fraction": self.read_fraction}
 
     @classmethod
     def from_dict(cls, data: Any) -> "PartIndex | None":
@@ -71,7 +76,8 @@ class PartIndex:
             samples = [Sample(int(i), part, int(a), int(b), int(c), int(d)) for i, a, b, c, d in data["samples"]]
             return cls(part, str(data["source"]), samples, [int(i) for i in data["listed_found"]],
                        unpaired=[str(n) for n in data["unpaired"]], other=int(data["other"]),
-                       unreadable=[str(n) for n in data["unreadable"]])
+                       unreadable=[str(n) for n in data["unreadable"]],
+                       read_fraction=None if data["read_fraction"] is None else float(data["read_fraction"]))
         except (KeyError, TypeError, ValueError):
             return None
 
@@ -106,10 +112,42 @@ def extracted_source(paths: RootPaths, name: str) -> PartSource | None:
     return PartSource(name, EXTRACTED, files=files) if files.entries() is not None else None
 
 
-def load_index(source: PartSource, work: Path) -> PartIndex | None:
-    """The part's index from an earlier run, when it is complete (and its spill still there)."""
+def choose_sources(paths: RootPaths, names: list[str], source: str) -> tuple[list[PartSource], list[dict[str, str]]]:
+    """Each part's source (its checked tar, or its extracted files) and the parts that cannot be read.
+
+    Only parts whose download receipt still holds (``part_state(...).downloaded``) are read; ``auto``
+    reads the tar when it is there and the extracted files when the tar was removed after extraction.
+    """
+    if source not in SOURCES:
+        raise UsageError(f"unknown --from {source!r}; one of {', '.join(SOURCES)}")
+    receipts = ReceiptStore(paths)
+    chosen: list[PartSource] = []
+    skipped: list[dict[str, str]] = []
+    for name in names:
+        state = part_state(receipts, name)
+        if not state.downloaded:
+            skipped.append({"part": name, "reason": state.download_problem or "no download receipt"})
+            continue
+        extracted = extracted_source(paths, name) if state.extracted and source != "tars" else None
+        if source == "extracted" or (source == "auto" and state.tar.size is None):
+            if extracted is None:
+                skipped.append({"part": name, "reason": "not extracted (no extraction manifest)"})
+                continue
+            chosen.append(extracted)
+        elif state.tar.size is not None:
+            chosen.append(PartSource(name, TAR, tar=paths.tar(name)))
+        else:
+            skipped.append({"part": name, "reason": "its tar was removed"})
+    return chosen, skipped
+
+
+def load_index(source: PartSource, work: Path, subset: Subset, superset_ok: bool) -> PartIndex | None:
+    """The part's index from an earlier run when it was read with ``subset``'s draw (or, ``superset_ok``,
+    with none: it then holds more than asked, which ``--sample N`` chooses from anyway)."""
     index = PartIndex.from_dict(read_json(source.index_path(work)))
     if index is None or index.part != source.name or index.source != source.kind:
+        return None
+    if index.read_fraction != subset.fraction and not (superset_ok and index.read_fraction is None):
         return None
     return index
 
@@ -175,6 +213,7 @@ class _Collector:
             else:
                 index.unpaired.append(f"sa_{image_id}.{'json' if 'jpg' in halves else 'jpg'}")
         index.listed_found.sort()
+        index.read_fraction = self.subset.fraction
         return index
 
 

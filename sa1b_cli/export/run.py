@@ -13,6 +13,7 @@ cuts the same shards. ``OUT/sa1b-export.json`` (the receipt) is written last.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import threading
@@ -27,7 +28,7 @@ from sa1b_cli.errors import ExitStatus, Sa1bError, UsageError
 from sa1b_cli.events import FileProgress, NullReporter, Reporter
 from sa1b_cli.export import read
 from sa1b_cli.export.plan import Sample, Settings, ShardCut, Subset, shard_name
-from sa1b_cli.export.read import PartIndex, PartSource, PartUnreadable
+from sa1b_cli.export.read import PartIndex, PartSource, PartUnreadable, choose_sources
 from sa1b_cli.export.shards import (
     FolderChunkWriter,
     KeptShard,
@@ -41,14 +42,12 @@ from sa1b_cli.extract import select_parts
 from sa1b_cli.selection import Shard
 from sa1b_cli.store.atomic import atomic_write_json, read_json, utc_now_iso
 from sa1b_cli.store.locks import LockKeeper, PartLock
-from sa1b_cli.store.parts import part_state
 from sa1b_cli.store.paths import RootPaths
 from sa1b_cli.store.receipts import DownloadReceipt, ReceiptStore
 
 RECEIPT_NAME = "sa1b-export.json"
 RECEIPT_SCHEMA = 1
 WORK_DIR = ".sa1b-export"
-SOURCES = ("auto", "tars", "extracted")
 Writer = KeptShard | TarShardWriter | FolderChunkWriter
 PROGRESS_EVERY = 0.25  # seconds between progress forwards from the readers
 
@@ -124,35 +123,6 @@ class ExportResult:
                     "dry_run": True, **self.estimate, "skipped_parts": self.skipped_parts,
                     "subset": self.settings.subset.describe(), "exit_code": 0}
         return data
-
-
-def choose_sources(paths: RootPaths, names: list[str], source: str) -> tuple[list[PartSource], list[dict[str, str]]]:
-    """Each part's source (its checked tar, or its extracted files) and the parts that cannot be read.
-
-    Only parts whose download receipt still holds (``part_state(...).downloaded``) are read; ``auto``
-    reads the tar when it is there and the extracted files when the tar was removed after extraction.
-    """
-    if source not in SOURCES:
-        raise UsageError(f"unknown --from {source!r}; one of {', '.join(SOURCES)}")
-    receipts = ReceiptStore(paths)
-    chosen: list[PartSource] = []
-    skipped: list[dict[str, str]] = []
-    for name in names:
-        state = part_state(receipts, name)
-        if not state.downloaded:
-            skipped.append({"part": name, "reason": state.download_problem or "no download receipt"})
-            continue
-        extracted = read.extracted_source(paths, name) if state.extracted and source != "tars" else None
-        if source == "extracted" or (source == "auto" and state.tar.size is None):
-            if extracted is None:
-                skipped.append({"part": name, "reason": "not extracted (no extraction manifest)"})
-                continue
-            chosen.append(extracted)
-        elif state.tar.size is not None:
-            chosen.append(PartSource(name, read.TAR, tar=paths.tar(name)))
-        else:
-            skipped.append({"part": name, "reason": "its tar was removed"})
-    return chosen, skipped
 
 
 def export(paths: RootPaths, request: ExportRequest, reporter: Reporter | None = None) -> ExportResult:
@@ -261,10 +231,22 @@ class _Run:
         self.futures: dict[str, Future[PartIndex]] = {}
         self.stop = threading.Event()
         self.result = ExportResult(out, settings)
+        self.read_subset = self._read_subset()
+
+    def _read_subset(self) -> Subset:
+        """What parts are filtered by while read. ``--sample N`` keeps the N lowest draws of all images: reading
+        only images below a draw that about 1.25 N + 200 of them pass (from the receipts' image counts) keeps
+        them all, without spilling every part first; ``_samples`` reads again in full in the rare case it did not."""
+        subset = self.settings.subset
+        if subset.count is None:
+            return subset
+        total = sum(self._members(name) for name in self.sources) // 2
+        fraction = (subset.count * 1.25 + 200) / total if total else 1.0
+        return dataclasses.replace(subset, fraction=fraction) if fraction < 1 else subset
 
     def execute(self) -> ExportResult:
         for source in self.sources.values():
-            index = read.load_index(source, self.work)
+            index = read.load_index(source, self.work, self.read_subset, self.settings.subset.count is not None)
             if index is not None:
                 self.indices[source.name] = index
         if self.settings.format == "folders":
@@ -276,7 +258,7 @@ class _Run:
                     ThreadPoolExecutor(1, thread_name_prefix="sa1b-md5") as helper:
                 for name, source in self.sources.items():
                     if name not in self.indices:
-                        self.futures[name] = pool.submit(read.read_part, source, self.work, self.settings.subset,
+                        self.futures[name] = pool.submit(read.read_part, source, self.work, self.read_subset,
                                                          self.stop, progress.member)
                 try:
                     self._write_all(helper)
@@ -289,17 +271,16 @@ class _Run:
         return self._finish()
 
     def _files_to_read(self) -> int | None:
-        """Members of the parts still to read (the progress total), from their receipts and manifests."""
-        total = 0
-        for name, source in self.sources.items():
-            if name in self.indices:
-                continue
-            if source.files is not None:
-                total += len(source.files.entries() or [])
-            else:
-                receipt = self.receipts.read(DownloadReceipt, name)
-                total += (receipt.images or 0) + (receipt.annotations or 0) if receipt is not None else 0
-        return total or None
+        """Members of the parts still to read (the progress total)."""
+        return sum(self._members(name) for name in self.sources if name not in self.indices) or None
+
+    def _members(self, name: str) -> int:
+        """A part's images and annotations, from its extraction manifest or its download receipt."""
+        source = self.sources[name]
+        if source.files is not None:
+            return len(source.files.entries() or [])
+        receipt = self.receipts.read(DownloadReceipt, name)
+        return (receipt.images or 0) + (receipt.annotations or 0) if receipt is not None else 0
 
     def _index(self, name: str) -> PartIndex:
         index = self.indices.get(name)
@@ -321,6 +302,11 @@ class _Run:
         chosen: set[int] | None = None
         if self.settings.subset.count is not None:
             candidates = [s.image_id for name in self.sources for s in self._index(name).samples]
+            if len(candidates) < self.settings.subset.count and self.read_subset.fraction is not None:
+                self.read_subset = self.settings.subset  # the draw kept too few (mask filters): every image
+                for name, source in self.sources.items():
+                    self.indices[name] = read.read_part(source, self.work, self.read_subset, self.stop)
+                candidates = [s.image_id for name in self.sources for s in self._index(name).samples]
             chosen = self.settings.subset.chosen_by_count(candidates)
         for name in self.sources:
             for sample in self._index(name).samples:
@@ -380,7 +366,7 @@ class _Run:
         """Read a part again when a shard still needs its spill and an earlier run deleted it."""
         source = self.sources[part]
         if source.kind == read.TAR and not source.spill_path(self.work).exists():
-            self.indices[part] = read.read_part(source, self.work, self.settings.subset, self.stop)
+            self.indices[part] = read.read_part(source, self.work, self.read_subset, self.stop)
 
     def _locate(self, sample: Sample) -> tuple[tuple[Path, int, int], tuple[Path, int, int], bool]:
         source = self.sources[sample.part]
