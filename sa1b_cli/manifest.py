@@ -47,14 +47,20 @@ def manifest_records(paths: RootPaths, names: list[str] | None = None) -> tuple[
     for name, receipt in sorted(ReceiptStore(paths).all(DownloadReceipt).items()):
         if wanted is not None and name not in wanted:
             continue
-        md5, sha256, size = receipt.md5, receipt.sha256, receipt.size
-        if (size is None or not _hex(sha256, 64) or (md5 is not None and not _hex(md5, 32))
-                or not name or "/" in name or "\\" in name or any(c in name for c in "\n\r")):
+        if not _listable(name, receipt):
             unusable.append(name)
             continue
-        records.append({"name": name, "size": size, "md5": md5.lower() if md5 else None, "sha256": sha256.lower(),
+        md5, sha256 = receipt.md5, str(receipt.sha256)
+        records.append({"name": name, "size": receipt.size, "md5": md5.lower() if md5 else None, "sha256": sha256.lower(),
                         "source": receipt.source or "meta", "checked_at": receipt.time or None})
     return records, unusable
+
+
+def _listable(name: str, receipt: DownloadReceipt) -> bool:
+    """A receipt whose size and hashes are well formed, for a name a checksum file can carry on one line."""
+    hashes_ok = _hex(receipt.sha256, 64) and (receipt.md5 is None or _hex(receipt.md5, 32))
+    name_ok = bool(name) and not any(c in name for c in "/\\\n\r")
+    return receipt.size is not None and hashes_ok and name_ok
 
 
 def write_manifest(paths: RootPaths, out_dir: Path | None = None, names: list[str] | None = None) -> ManifestResult:

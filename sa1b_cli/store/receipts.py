@@ -147,21 +147,22 @@ RECEIPT_TYPES: dict[Stage, type[Receipt]] = {Stage.DOWNLOAD: DownloadReceipt, St
 
 
 def _conforms(value: object, hint: Any) -> bool:
-    if hint is Any:
-        return True
+    """Whether ``value`` (read from JSON) fits the field's type ``hint``."""
     origin = typing.get_origin(hint)
     if origin in (typing.Union, types.UnionType):
         return any(_conforms(value, arg) for arg in typing.get_args(hint))
+    if origin is not None:  # list[...] / dict[...]
+        return isinstance(value, origin) and (origin is not list or all(_conforms(v, typing.get_args(hint)[0]) for v in value))
+    return _fits_plain(value, hint)
+
+
+def _fits_plain(value: object, hint: Any) -> bool:
+    if hint is Any:
+        return True
     if hint is type(None):
         return value is None
-    if origin is not None:
-        return isinstance(value, origin) and (origin is not list or all(_conforms(v, typing.get_args(hint)[0]) for v in value))
-    if hint is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if hint is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if isinstance(hint, type) and issubclass(hint, enum.Enum):
-        return value in {m.value for m in hint}
+    if hint in (int, float):  # JSON has no bool/int distinction that Python keeps: refuse True for 1
+        return isinstance(value, (int, float) if hint is float else int) and not isinstance(value, bool)
     return isinstance(value, hint)
 
 
