@@ -27,7 +27,7 @@ from sa1b_cli.export.plan import Subset, sample_key
 from sa1b_cli.export.run import ExportRequest, export
 from sa1b_cli.extract import extract_parts
 from sa1b_cli.integrity import check_part
-from sa1b_cli.store import DownloadReceipt, ReceiptStore
+from sa1b_cli.store import DownloadReceipt, PartLock, ReceiptStore
 from sa1b_cli.store.paths import RootPaths
 from sa1b_cli.testing.generator import make_parts, write_part
 from sa1b_cli.testing.processes import sa1b_command, sa1b_env
@@ -268,7 +268,8 @@ def test_extracted_input_gives_the_same_shards_and_an_exact_dry_run(tmp_path: Pa
     assert all(r.ok for r in extract_parts(paths, [f"sa_00000{i}.tar" for i in range(PARTS)], "split").parts)
     code, summary = run_export(paths, tmp_path / "from_files", "--samples-per-shard", "4", "--from", "extracted")
     assert code == 0
-    assert (tmp_path / "from_files" / "sha256sums.txt").read_text() == (tmp_path / "from_tars" / "sha256sums.txt").read_text()
+    from_files, from_tars = (tmp_path / name / "sha256sums.txt" for name in ("from_files", "from_tars"))
+    assert from_files.read_text() == from_tars.read_text()
     ids = tmp_path / "ids.txt"
     ids.write_text("2\n5\n31\n")
     planned = run_export(paths, tmp_path / "plan", "--ids", str(ids), "--from", "extracted", "--dry-run")[1]
@@ -282,6 +283,17 @@ def test_other_settings_in_the_same_out_are_refused_and_a_rerun_is_a_no_op(root:
     assert code == ExitStatus.USAGE and "other settings" in summary["message"]
     again = run_export(root, out, "--samples-per-shard", "6")[1]
     assert again["already"] is True and again["shards_written"] == 0 and again["samples"] == PARTS * PAIRS
+
+
+def test_a_second_export_into_the_same_out_while_one_runs_is_refused(root: RootPaths, tmp_path: Path) -> None:
+    lock = PartLock(tmp_path / "out" / ".sa1b-export" / "lock")
+    lock.acquire()
+    try:
+        code, summary = run_export(root, tmp_path / "out")
+    finally:
+        lock.release()
+    assert code == ExitStatus.LOCKED and "locked by" in summary["message"]
+    assert run_export(root, tmp_path / "out")[0] == 0
 
 
 def test_a_part_damaged_since_its_download_fails_the_export(tmp_path: Path) -> None:

@@ -44,7 +44,8 @@ SHOWN_MISSING = 20
 @env_option("--from", "source", type=click.Choice(SOURCES), default="auto",
             help="Read the checked tars, the extracted files, or (auto) the tar when it is there, else the files.")
 @jobs_option(min(4, os.cpu_count() or 1), "parts to read", "export")
-@env_option("--dry-run", is_flag=True, default=False, help="Print the subset's sample count, size and shards; write nothing.")
+@env_option("--dry-run", is_flag=True, default=False,
+            help="Print the subset's sample count, size and shards; write nothing.")
 @output_options
 @handles_errors
 def export_command(root: Path, out: Path, output_format: str, shard_size: str | None, samples_per_shard: int | None,
@@ -93,6 +94,9 @@ def _report(console: Console, result: ExportResult) -> None:
     if result.unpaired:
         console.event("unpaired", f"{len(result.unpaired)} images or annotations without their other half left out, "
                       f"e.g. {result.unpaired[0]}", level="warning")
+    if result.unreadable:
+        console.event("unreadable", f"{len(result.unreadable)} annotations are not SA-1B JSON and were left out by the "
+                      f"mask filter, e.g. {result.unreadable[0]}", level="warning")
     if result.ids_missing:
         shown = ", ".join(map(str, result.ids_missing[:SHOWN_MISSING]))
         more = f" and {len(result.ids_missing) - SHOWN_MISSING} more" if len(result.ids_missing) > SHOWN_MISSING else ""

@@ -181,10 +181,6 @@ class Sample:
         """What the sample takes in a tar: two headers and the padded data."""
         return 2 * TAR_BLOCK + _padded(self.jpg_size) + _padded(self.json_size)
 
-    @property
-    def data_bytes(self) -> int:
-        return self.jpg_size + self.json_size
-
 
 def _padded(size: int) -> int:
     return size + (-size % TAR_BLOCK)

@@ -37,6 +37,7 @@ TAR = "tar"
 EXTRACTED = "extracted"
 SOURCES = ("auto", "tars", "extracted")  # --from
 INDEX_VERSION = 1
+OnFile = Callable[[int], None] | None  # called with each member's size as it is read (progress)
 
 
 class PartUnreadable(Exception):
@@ -153,7 +154,7 @@ def load_index(source: PartSource, work: Path, subset: Subset, superset_ok: bool
 
 
 def read_part(source: PartSource, work: Path, subset: Subset, stop: threading.Event,
-              on_file: Callable[[int], None] | None = None) -> PartIndex:
+              on_file: OnFile = None) -> PartIndex:
     """Read the part, keep what ``subset`` wants (``--sample N`` is applied later, over all parts),
     and write its index; ``on_file(nbytes)`` is called per member read. Raises PartUnreadable."""
     if source.kind == TAR:
@@ -217,7 +218,7 @@ class _Collector:
         return index
 
 
-def _read_tar(source: PartSource, work: Path, subset: Subset, stop: threading.Event, on_file: Callable[[int], None] | None) -> PartIndex:
+def _read_tar(source: PartSource, work: Path, subset: Subset, stop: threading.Event, on_file: OnFile) -> PartIndex:
     assert source.tar is not None
     collector = _Collector(source.name, subset)
     spill = source.spill_path(work)
@@ -269,7 +270,7 @@ def _spill_member(reader: TarReader, member: Any, fd: int, wanted: tuple[int, st
     return member.size
 
 
-def _read_extracted(source: PartSource, subset: Subset, stop: threading.Event, on_file: Callable[[int], None] | None) -> PartIndex:
+def _read_extracted(source: PartSource, subset: Subset, stop: threading.Event, on_file: OnFile) -> PartIndex:
     assert source.files is not None
     collector = _Collector(source.name, subset)
     for entry in source.files.entries() or []:

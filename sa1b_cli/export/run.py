@@ -91,6 +91,7 @@ class ExportResult:
     ids_missing: list[int] = field(default_factory=list)
     skipped_parts: list[dict[str, str]] = field(default_factory=list)
     unpaired: list[str] = field(default_factory=list)
+    unreadable: list[str] = field(default_factory=list)  # annotations a mask filter could not parse
     other_members: int = 0
     already: bool = False
     seconds: float = 0.0
@@ -114,7 +115,8 @@ class ExportResult:
             "samples": self.samples, "bytes": self.bytes, "shards": len(self.records),
             "shards_written": self.shards_written, "shards_kept": self.shards_kept, "parts_read": self.parts_read,
             "already": self.already, "ids_missing": self.ids_missing[:1000], "ids_missing_count": len(self.ids_missing),
-            "skipped_parts": self.skipped_parts, "unpaired": self.unpaired[:1000], "other_members": self.other_members,
+            "skipped_parts": self.skipped_parts, "unpaired": self.unpaired[:1000],
+            "unreadable": self.unreadable[:1000], "other_members": self.other_members,
             "subset": self.settings.subset.describe(), "seconds": round(self.seconds, 3),
             "exit_code": int(self.exit_status),
         }
@@ -321,8 +323,9 @@ class _Run:
         try:
             for sample in self._samples():
                 if writer is not None and cut.starts_new(sample):
-                    self._close(writer, parts - {sample.part})
-                    writer, parts = None, set()
+                    finished, writer = writer, None
+                    self._close(finished, parts - {sample.part})
+                    parts = set()
                 if writer is None:
                     writer = self._open(shard_name(len(self.result.records)), sample, helper)
                 if sample.part not in parts and not isinstance(writer, KeptShard):
@@ -385,6 +388,7 @@ class _Run:
             found = {image_id for index in indices for image_id in index.listed_found}
             result.ids_missing = sorted(subset.ids - found)
         result.unpaired = [f"{i.part}: {name}" for i in indices for name in i.unpaired]
+        result.unreadable = [f"{i.part}: {name}" for i in indices for name in i.unreadable]
         result.other_members = sum(i.other for i in indices)
         if self.settings.format == "webdataset" and result.records:
             write_wids_index(self.out, result.records)
@@ -398,7 +402,8 @@ def _write_receipt(out: Path, result: ExportResult, sources: list[PartSource]) -
         "settings": _canonical(result.settings), "sources": {s.name: s.kind for s in sources},
         "samples": result.samples, "bytes": result.bytes,
         "shards": [{k: v for k, v in r.to_dict().items() if k != "files"} for r in result.records],
-        "ids_missing": result.ids_missing, "unpaired": result.unpaired, "other_members": result.other_members,
+        "ids_missing": result.ids_missing, "unpaired": result.unpaired, "unreadable": result.unreadable,
+        "other_members": result.other_members,
         "skipped_parts": result.skipped_parts, "seconds": round(result.seconds, 3),
     })
 

@@ -242,11 +242,16 @@ class TarShardWriter:
         self.size += sum(len(piece) for piece in pieces)
 
     def finish(self) -> ShardRecord:
-        _write_all(self.fd, _END_OF_ARCHIVE)
-        self._hash([_END_OF_ARCHIVE])
-        self._settle()
-        os.fsync(self.fd)
+        try:
+            _write_all(self.fd, _END_OF_ARCHIVE)
+            self._hash([_END_OF_ARCHIVE])
+            self._settle()
+            os.fsync(self.fd)
+        except BaseException:
+            self.abort()
+            raise
         os.close(self.fd)
+        self.fd = -1
         os.replace(self.temporary, self.out / self.name)
         record = ShardRecord(self.name, self.samples, self.first_id, self.last_id, self.size,
                              self.md5.hexdigest(), self.sha256.hexdigest())
@@ -254,7 +259,10 @@ class TarShardWriter:
         return record
 
     def _settle(self) -> None:
-        """Wait for the md5 updates, then let go of the maps they read."""
+        """Wait for the md5 updates, then let go of the maps they read. The helper has one thread and runs in
+        order, so once a no-op submitted now is done, so is every update (even one an interrupt kept out of
+        ``pending``)."""
+        self.helper.submit(int).result()
         for future in self.pending:
             future.result()
         for view in self.views:
@@ -263,10 +271,14 @@ class TarShardWriter:
         self.sources.close()
 
     def abort(self) -> None:
+        """Drop the unfinished shard (nothing when it was published or dropped already)."""
+        if self.fd < 0:
+            return
         try:
             self._settle()
         finally:
             os.close(self.fd)
+            self.fd = -1
             self.temporary.unlink(missing_ok=True)
 
 
