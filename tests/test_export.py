@@ -312,9 +312,11 @@ def start_export(paths: RootPaths, out: Path) -> subprocess.Popen[str]:
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=sa1b_env())
 
 
-@pytest.mark.parametrize("event", ["part", "shard"])
-def test_kill_9_mid_export_then_rerun_gives_the_uninterrupted_output(event: str, tmp_path: Path) -> None:
-    """SIGKILL as soon as the export reports its first part read (or first shard published), then rerun."""
+@pytest.mark.parametrize(("event", "signum"), [("part", signal.SIGKILL), ("shard", signal.SIGKILL),
+                                              ("shard", signal.SIGINT)])
+def test_killed_mid_export_then_rerun_gives_the_uninterrupted_output(event: str, signum: int, tmp_path: Path) -> None:
+    """kill -9 (or Ctrl-C: exit 130) as soon as the export reports its first part read (or first shard
+    published), then the same command again: the same files, byte for byte, as an uninterrupted run."""
     paths = downloaded_root(tmp_path / "root", parts=3, pairs=16)
     assert run_export(paths, tmp_path / "whole", "--samples-per-shard", "2", "-j", "1")[0] == 0
     out = tmp_path / "killed"
@@ -322,10 +324,10 @@ def test_kill_9_mid_export_then_rerun_gives_the_uninterrupted_output(event: str,
     assert process.stdout is not None
     for line in process.stdout:
         if json.loads(line).get("kind") == event:
-            process.send_signal(signal.SIGKILL)
+            process.send_signal(signum)
             break
-    process.wait(timeout=30)
-    assert process.returncode == -signal.SIGKILL
+    process.communicate(timeout=30)
+    assert process.returncode == (-signal.SIGKILL if signum == signal.SIGKILL else ExitStatus.INTERRUPTED)
     assert not (out / "sa1b-export.json").exists(), "the export finished before the kill"
     code, summary = run_export(paths, out, "--samples-per-shard", "2", "-j", "1")
     assert code == 0
