@@ -134,7 +134,8 @@ def throughput(parts_dir: Path, work: Path, repeats: int) -> tuple[dict[str, flo
         paths = downloaded_root(parts_dir, work / "root-extract", names)
         return wall([*SA1B, "extract", "-d", str(paths.root), "-j", "2", "--quiet"], "extract all")
 
-    return race({"sa1b export": export, "sa1b extract": extract}, repeats), sum((parts_dir / n).stat().st_size for n in names)
+    times = race({"sa1b export": export, "sa1b extract": extract}, repeats)
+    return times, sum((parts_dir / n).stat().st_size for n in names)
 
 
 def mask_decode(repeats: int) -> dict[str, float]:
@@ -166,7 +167,8 @@ def mask_decode(repeats: int) -> dict[str, float]:
 
     contenders = {
         "pycocotools.mask.decode, per mask": timed(per_mask(coco_mask.decode)),
-        "pycocotools.mask.decode, per image": timed(per_image(lambda image: coco_mask.decode([a["segmentation"] for a in image]))),
+        "pycocotools.mask.decode, per image":
+            timed(per_image(lambda image: coco_mask.decode([a["segmentation"] for a in image]))),
         "sa1b decode_mask, per mask": timed(per_mask(decode_mask)),
         "sa1b decode_masks, per image": timed(per_image(decode_masks)),
         "pycocotools.mask.decode + read every pixel": timed(per_mask(lambda s: coco_mask.decode(s).sum())),
@@ -202,7 +204,8 @@ def main() -> int:
           f"| {cpu('repack') / cpu('export one'):.2f}x | - |")
     rate = many_size / mb / many["sa1b export"]
     print(f"| export {PARTS} parts ({many_size / mb:.0f} MB) vs `sa1b extract`, -j 2 | {many['sa1b export']:.2f} s "
-          f"({rate:.0f} MB/s) | {many['sa1b extract']:.2f} s | {many['sa1b extract'] / many['sa1b export']:.2f}x | >= 0.9x |")
+          f"({rate:.0f} MB/s) | {many['sa1b extract']:.2f} s "
+          f"| {many['sa1b extract'] / many['sa1b export']:.2f}x | >= 0.9x |")
     print(f"| CPU seconds (user + system) of the same runs | {cpu('export all'):.2f} s | {cpu('extract all'):.2f} s "
           f"| {cpu('extract all') / cpu('export all'):.2f}x | - |")
     for label, other in (("sa1b decode_mask, per mask", "pycocotools.mask.decode, per mask"),
