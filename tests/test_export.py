@@ -262,12 +262,15 @@ def test_dry_run_reports_size_and_count_and_writes_nothing(root: RootPaths, tmp_
     assert human.exit_code == 0 and f"about {PARTS * PAIRS} samples" in human.output
 
 
-def test_extracted_input_gives_the_same_shards_and_an_exact_dry_run(tmp_path: Path) -> None:
+def test_extracted_parts_give_the_same_shards_and_an_exact_dry_run(tmp_path: Path) -> None:
     paths = downloaded_root(tmp_path / "root")
     assert run_export(paths, tmp_path / "from_tars", "--samples-per-shard", "4")[0] == 0
-    assert all(r.ok for r in extract_parts(paths, [f"sa_00000{i}.tar" for i in range(PARTS)], "split").parts)
-    code, summary = run_export(paths, tmp_path / "from_files", "--samples-per-shard", "4", "--from", "extracted")
-    assert code == 0
+    names = [f"sa_00000{i}.tar" for i in range(PARTS)]
+    assert all(r.ok for r in extract_parts(paths, names, "split", remove_tars=True).parts)
+    assert not any(paths.tar(name).exists() for name in names)
+    assert run_export(paths, tmp_path / "from_files", "--samples-per-shard", "4")[0] == 0  # auto: the tars are gone
+    assert json.loads((tmp_path / "from_files" / "sa1b-export.json").read_text())["sources"] == dict.fromkeys(
+        names, "extracted")
     from_files, from_tars = (tmp_path / name / "sha256sums.txt" for name in ("from_files", "from_tars"))
     assert from_files.read_text() == from_tars.read_text()
     ids = tmp_path / "ids.txt"
