@@ -18,11 +18,11 @@ from sa1b_cli import __version__
 from sa1b_cli.cli.demo import demo_command
 from sa1b_cli.cli.download import download_command
 from sa1b_cli.cli.edge import Sa1bGroup
+from sa1b_cli.cli.export import export_command
 from sa1b_cli.cli.links import links_command
 from sa1b_cli.cli.options import CONTEXT_SETTINGS, console_options
 from sa1b_cli.cli.records import manifest_command, status_command
 from sa1b_cli.cli.stages import extract_command, verify_command
-from sa1b_cli.export.command import export_command
 
 
 @click.group(cls=Sa1bGroup, context_settings=CONTEXT_SETTINGS)
@@ -54,12 +54,13 @@ for _command in COMMANDS:
     cli.add_command(_command)
 
 
-def _interrupt_on_sigterm(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt  # one clean-up path for Ctrl-C and SIGTERM: stop aria2c, save state
+def _interrupt_on_signal(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # one clean-up path for Ctrl-C, SIGTERM and SIGHUP: stop aria2c, save state, free locks
 
 
 def main() -> None:
-    signal.signal(signal.SIGTERM, _interrupt_on_sigterm)
+    for stop in (signal.SIGTERM, signal.SIGHUP):  # SIGHUP: the terminal or ssh session went away
+        signal.signal(stop, _interrupt_on_signal)
     try:
         cli(prog_name="sa1b")
     except SystemExit as done:

@@ -25,6 +25,7 @@ from typing import Any
 from sa1b_cli.errors import InputFileError, UsageError
 
 FORMATS = ("webdataset", "folders")
+SOURCES = ("auto", "tars", "extracted")  # --from: the checked tars, the extracted files, or whichever is there
 DEFAULT_SHARD_SIZE = 1 << 30
 FOLDER_CHUNK_SAMPLES = 1000  # samples per resumable chunk of --format folders
 TAR_BLOCK = 512

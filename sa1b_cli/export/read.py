@@ -23,7 +23,7 @@ from typing import Any
 import orjson
 
 from sa1b_cli.store.layout import PartFiles, part_file_locations
-from sa1b_cli.export.plan import SAMPLE_NAME, Sample, Subset
+from sa1b_cli.export.plan import SAMPLE_NAME, SOURCES, Sample, Subset
 from sa1b_cli.export.shards import WRITEBACK_EVERY
 from sa1b_cli.extract.disk import start_writeback
 from sa1b_cli.store.atomic import atomic_write_json, read_json
@@ -35,7 +35,6 @@ from sa1b_cli.tarwalk import TarReader, TarRefused, open_part_stream
 
 TAR = "tar"
 EXTRACTED = "extracted"
-SOURCES = ("auto", "tars", "extracted")  # --from
 INDEX_VERSION = 1
 OnFile = Callable[[int], None] | None  # called with each member's size as it is read (progress)
 

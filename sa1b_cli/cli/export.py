@@ -1,13 +1,13 @@
 """``sa1b export``: options in, :func:`sa1b_cli.export.run.export` called, its result out.
 
-Registered by ``sa1b_cli.cli`` (its ``COMMANDS``), which imports this module: reach the command through
-the group (``sa1b_cli.cli.cli.commands["export"]``), so the CLI package is always imported first.
+The export core is imported when the command runs, so that it costs nothing to every other command.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -15,11 +15,12 @@ from sa1b_cli.cli.edge import handles_errors, process_environ
 from sa1b_cli.cli.options import env_option, jobs_option, output_options, root_option, selection_options
 from sa1b_cli.console import Console, human_bytes, human_duration
 from sa1b_cli.errors import ExitStatus, UsageError
-from sa1b_cli.export.plan import FORMATS, Subset, parse_sample, parse_size, read_ids_file
-from sa1b_cli.export.read import SOURCES
-from sa1b_cli.export.run import ExportRequest, ExportResult, export
+from sa1b_cli.export.plan import FORMATS, SOURCES, Subset, parse_sample, parse_size, read_ids_file
 from sa1b_cli.selection import parse_shard
 from sa1b_cli.store.paths import RootPaths
+
+if TYPE_CHECKING:
+    from sa1b_cli.export.run import ExportResult
 
 SHOWN_MISSING = 20
 
@@ -75,6 +76,8 @@ def export_command(root: Path, out: Path, output_format: str, shard_size: str | 
     if min_masks is not None and max_masks is not None and min_masks > max_masks:
         raise UsageError("--min-masks is above --max-masks: no image can pass")
     subset = Subset(fraction, count, seed, frozenset(read_ids_file(ids_file)) if ids_file else None, min_masks, max_masks)
+    from sa1b_cli.export.run import ExportRequest, export
+
     paths = RootPaths(root)
     request = ExportRequest(out, output_format, parts, parse_shard(shard, process_environ()), source, subset,
                             parse_size(shard_size) if shard_size else None, samples_per_shard, jobs, dry_run)
@@ -84,7 +87,7 @@ def export_command(root: Path, out: Path, output_format: str, shard_size: str | 
     return result.exit_status
 
 
-def _report(console: Console, result: ExportResult) -> None:
+def _report(console: Console, result: "ExportResult") -> None:
     summary = result.summary()
     if console.json:
         console.emit_json({"type": "summary", "command": "export", **summary})
