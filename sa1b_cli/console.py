@@ -99,6 +99,7 @@ class Console:
         self._last_transfer = 0.0
         self._last_final = ""
         self._live: Any = None
+        self._view_ended = False  # the live view drew a final snapshot and stopped
         self._rich: Any = None
         if mode == "rich":
             from rich.console import Console as RichConsole
@@ -121,8 +122,8 @@ class Console:
             if self.mode == "json":
                 self.emit_json({"type": "event", "kind": kind, "level": level, "message": message, **data})
                 return
-            if self.quiet and level == "info":
-                return
+            if level == "detail" or (self.quiet and level == "info"):
+                return  # detail: one part's share of a line said for many (kept in --json only)
             if self.mode == "rich":
                 style = {"error": "bold red", "warning": "yellow", "info": ""}.get(level, "")
                 prefix = {"error": "error: ", "warning": "warning: "}.get(level, "")
@@ -134,11 +135,11 @@ class Console:
         with self._lock:
             if self.quiet and self.mode != "json":
                 return
+            final = snapshot.done + snapshot.failed + snapshot.locked >= snapshot.total_parts > 0
             if self.mode == "rich":
-                self._rich_transfer(snapshot)
+                self._rich_transfer(snapshot, final)
                 return
             now = time.monotonic()
-            final = snapshot.done + snapshot.failed >= snapshot.total_parts > 0
             if now - self._last_transfer < self.interval and not final:
                 return
             self._last_transfer = now
@@ -219,14 +220,22 @@ class Console:
         self.env.stderr.write(f"{_timestamp()} {text}\n")
         self.env.stderr.flush()
 
-    def _rich_transfer(self, snapshot: TransferSnapshot) -> None:
+    def _rich_transfer(self, snapshot: TransferSnapshot, final: bool) -> None:
+        """Draw the live view; the final snapshot ends it, so that a later stage's output (the demo's verify)
+        is not followed by the download's view drawn once more when the console closes."""
         from rich.live import Live
 
+        if final and self._live is None and self._view_ended:
+            return  # this download's view was ended by its final snapshot already
+        self._view_ended = final
         renderable = _transfer_table(snapshot)
         if self._live is None:
             self._live = Live(renderable, console=self._rich, auto_refresh=False, transient=False)
             self._live.start()
         self._live.update(renderable, refresh=True)
+        if final:
+            self._live.stop()
+            self._live = None
 
 
 def _snapshot_dict(snapshot: TransferSnapshot) -> dict[str, Any]:
@@ -243,6 +252,7 @@ def transfer_line(s: TransferSnapshot) -> str:
         f"{human_bytes(s.completed_bytes)} / {human_bytes(s.total_bytes)}, {percent}, "
         f"{human_bytes(s.speed)}/s, ETA {human_duration(s.eta_seconds)}; "
         f"parts {s.done}/{s.total_parts} done, {active} active, {s.failed} failed"
+        + (f", {s.locked} locked" if s.locked else "")
     )
 
 

@@ -36,6 +36,7 @@ class TransferSnapshot:
     done: int = 0
     failed: int = 0
     total_parts: int = 0
+    locked: int = 0  # held by another run (waited for, or skipped): not failed
 
 
 class FileProgress(Protocol):

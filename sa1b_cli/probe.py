@@ -74,6 +74,11 @@ class ProbeResult:
     accepts_ranges: bool | None
     message: str
 
+    @property
+    def unreachable(self) -> bool:
+        """No HTTP answer at all (refused, timed out, no route): the server, not the link, is the trouble."""
+        return self.state == "error" and self.status is None
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 

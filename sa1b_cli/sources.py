@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import re
+from datetime import datetime, timezone
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -170,6 +171,7 @@ class PartSources:
     state: str = "live"  # live | expired | missing | error: what the serving source answered
     passed: list[str] = field(default_factory=list)  # why each source passed over was passed over
     expired: bool = False  # one of those was an expired (or revoked) link: a fresh links file may help
+    link_expires: datetime | None = None  # Meta's link's expiry (oe=): a 403 before it is a revocation
 
     @property
     def reason(self) -> str:
@@ -239,7 +241,7 @@ def _take_probe(part: PartSources, result: ProbeResult) -> bool:
     """Record what the serving source answered; pass it over (True) when it cannot serve the part."""
     part.size, part.state = result.size, result.state
     if result.state in ("expired", "missing") or (result.status == 401 and not part.sources[0].is_meta):
-        part.pass_over(_passed_reason(part.sources[0], result), result.state == "expired")
+        part.pass_over(_passed_reason(part, result), result.state == "expired")
         return True
     return False
 
@@ -260,15 +262,29 @@ def _mix_in_mirrors(parts: list[PartSources], has_reference: Callable[[str], boo
             part.mixed_with = part.sources[1]
 
 
-def _passed_reason(source: Source, result: ProbeResult) -> str:
+def _passed_reason(part: PartSources, result: ProbeResult) -> str:
+    source = part.sources[0]
     if source.is_meta:
-        return _meta_reason(result)
+        return _meta_reason(result, part.link_expires)
     if result.status == 401:
         return "HTTP 401: it wants a token (--mirror-header)"
     return result.message or result.state
 
 
-def _meta_reason(result: ProbeResult) -> str:
+def _meta_reason(result: ProbeResult, expires: datetime | None) -> str:
     if result.state == "expired":
-        return "link expired or revoked (HTTP 403)"
+        from sa1b_cli.probe import SIGNATURE_EXPIRED_TEXT
+
+        return forbidden_reason(expires, signature_expired=result.message == SIGNATURE_EXPIRED_TEXT)
     return f"not found on the server (HTTP {result.status})"
+
+
+def forbidden_reason(expires: datetime | None, signature_expired: bool = False) -> str:
+    """Why Meta's link answered 403: expired, or revoked while its expiry (``oe=``) is still ahead, which a
+    fresh links file fixes all the same but which is no expiry."""
+    now = datetime.now(timezone.utc)
+    if expires is not None and expires > now and not signature_expired:
+        return f"revoked / refused (HTTP 403) although the link's expiry is {expires:%Y-%m-%d %H:%M} UTC"
+    if expires is not None or signature_expired:
+        return "link expired (HTTP 403)"
+    return "link expired or revoked (HTTP 403)"

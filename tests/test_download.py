@@ -142,7 +142,7 @@ def test_403_mid_run_fails_that_part_only_and_resumes_with_fresh_links(tmp_path:
         server.revoke("sa_000000.tar")
         out, err = proc.communicate(timeout=60)
         assert proc.returncode == 8, err
-        assert "link expired or revoked" in err
+        assert "revoked / refused (HTTP 403) although the link's expiry is" in err
         assert (root / "tars" / "sa_000001.tar").exists() and ReceiptStore(RootPaths(root)).read(DownloadReceipt, "sa_000001.tar") is not None
         assert not RootPaths(root).receipt("download", "sa_000000.tar").exists()
         assert server.wait_idle(10)  # the server is done with every request: the count is final

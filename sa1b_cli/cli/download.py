@@ -11,7 +11,7 @@ from sa1b_cli.cli.edge import handles_errors, process_environ
 from sa1b_cli.cli.options import (aria2_size, checksum_options, env_option, jobs_option, mirror_options, output_options,
                                   required_root_option, selection_options)
 from sa1b_cli.console import Console, human_bytes
-from sa1b_cli.errors import ExitStatus, UsageError
+from sa1b_cli.errors import ExitStatus, UsageError, worst
 
 if TYPE_CHECKING:
     from sa1b_cli.download import DownloadOptions, DownloadPlan, DownloadResult
@@ -77,7 +77,7 @@ def download_command(links: Path, root: Path, parts: str | None, shard: str | No
         plan_line = _report_plan(plan, console)
         if dry_run:
             _print_dry_run(plan, plan_line, console)
-            return ExitStatus.OK
+            return _dry_run_status(plan, options, console)
         core.check_disk_space(plan, options)
         result = core.DownloadRun(plan, links_file, paths, options, console).run()
     finally:
@@ -125,8 +125,9 @@ def _report_plan(plan: DownloadPlan, console: Console) -> str:
         return sum(p.action == action for p in plan.parts)
 
     unknown = f" (+{plan.unknown_sizes} of unknown size)" if plan.unknown_sizes else ""
+    unreachable = f", {count('unreachable')} unreachable" if count("unreachable") else ""
     line = (f"{len(plan.parts)} selected: {len(plan.to_fetch)} to fetch, {count('complete')} complete, "
-            f"{count('expired')} expired, {count('missing')} missing; needs {human_bytes(plan.need_bytes)}{unknown}, "
+            f"{count('expired')} expired, {count('missing')} missing{unreachable}; needs {human_bytes(plan.need_bytes)}{unknown}, "
             f"{human_bytes(plan.free_bytes)} free; {expiry_message(plan)}")
     console.event("plan", line, level="warning" if count("expired") else "info",
                   plan=plan.to_dict() if console.json else None)
@@ -137,10 +138,22 @@ def _print_dry_run(plan: DownloadPlan, plan_line: str, console: Console) -> None
     """The plan's table (detail) and its totals line (the summary, also under --quiet)."""
     if console.json:
         return
-    rows = [[p.name, p.action, p.source if p.action not in ("expired", "missing") else "-", human_bytes(p.size),
+    sourceless = ("expired", "missing", "unreachable")
+    rows = [[p.name, p.action, p.source if p.action not in sourceless else "-", human_bytes(p.size),
              human_bytes(p.on_disk), p.expires_at or "-", p.reason] for p in plan.parts]
     console.print_table("download plan", ["part", "action", "source", "size", "on disk", "expires", "note"], rows)
     console.print_result(f"download plan: {plan_line}")
+
+
+def _dry_run_status(plan: DownloadPlan, options: DownloadOptions, console: Console) -> ExitStatus:
+    """The exit code the real run would give, each cause warned of (a dry run that says 0 where the run
+    would refuse misleads a cron check)."""
+    from sa1b_cli.download import plan_findings
+
+    findings = plan_findings(plan, options)
+    for status, message in findings:
+        console.event("dry_run", f"{message} (the run would exit {int(status)})", level="warning")
+    return worst(status for status, _ in findings)
 
 
 def _print_summary(result: DownloadResult, console: Console) -> None:
@@ -149,8 +162,13 @@ def _print_summary(result: DownloadResult, console: Console) -> None:
         console.emit_json({"type": "summary", "command": "download", **summary})
         return
     wrong = f" ({summary['wrong_bytes']} with wrong bytes)" if summary["wrong_bytes"] else ""
+    by_another = f" ({summary['done_by_another_run']} done by another run)" if summary["done_by_another_run"] else ""
+    extracted = ""
+    if result.extracting:
+        extracted = f"; extract: {summary['extracted']} extracted, {summary['extract_failed']} failed"
+    rate = f", {human_bytes(summary['rate_bytes_per_s'])}/s on average" if result.bytes_fetched else ""
     console.print_result(
-        f"download: {summary['complete']}/{summary['selected']} parts complete, {summary['failed']} failed{wrong}, "
-        f"{summary['expired']} expired, {summary['locked']} locked; fetched {human_bytes(result.bytes_fetched)} "
-        f"in {result.elapsed:.0f}s"
+        f"download: {summary['complete']}/{summary['selected']} parts complete{by_another}, {summary['failed']} failed"
+        f"{wrong}, {summary['expired']} expired, {summary['locked']} locked{extracted}; "
+        f"fetched {human_bytes(result.bytes_fetched)} in {result.elapsed:.0f}s{rate}"
     )

@@ -24,12 +24,12 @@ from sa1b_cli.download.model import (
     PartPlan,
     PlanAction,
 )
-from sa1b_cli.download.plan import check_disk_space, expiry_message, plan_download
+from sa1b_cli.download.plan import check_disk_space, expiry_message, plan_download, plan_findings
 from sa1b_cli.download.run import DownloadRun
 from sa1b_cli.download.session import make_daemon
 
 __all__ = [
     "DownloadOptions", "DownloadPlan", "DownloadResult", "DownloadRun", "Outcome", "PartOutcome", "PartPlan",
     "PlanAction", "check_disk_space", "completed_prefix", "expiry_message", "make_daemon",
-    "plan_download",
+    "plan_download", "plan_findings",
 ]

@@ -33,7 +33,8 @@ class ActivePart:
     speed: float = 0.0
     connections: int = 0
     step: Step = Step.ACTIVE
-    start_completed: int = 0
+    seen: int = 0  # the most aria2 has reported complete in this attempt (at first: what it resumes from)
+    fetched: int = 0  # bytes that crossed the network for this part in this run, every attempt
     ignores_range: bool = False  # the server ignored Range: start over on one connection
     queued: bool = False  # added, but waiting in aria2's queue for a free slot
     not_before: float = 0.0
@@ -51,6 +52,12 @@ class ActivePart:
     @property
     def downloading(self) -> bool:
         return self.step in (Step.ACTIVE, Step.WAITING, Step.COPYING)
+
+    def count_fetched(self, completed: int) -> None:
+        """Add what aria2 got beyond the most it had. A part queued in aria2, or just started, reports 0 until
+        aria2 loads its control file: the bytes on disk then reappear, and are no transfer."""
+        self.fetched += max(0, completed - self.seen)
+        self.seen = max(self.seen, completed)
 
     def abort_stream(self) -> None:
         """Drop the streaming check: what it read belongs to an attempt that ended."""

@@ -76,10 +76,10 @@ class PartChecker:
         def on_bytes(n: int) -> None:
             self.stop_check(n)
             a.completed += n
+            a.fetched += n
 
-        copied = copy_local(source, tar, progress, on_bytes)
+        copy_local(source, tar, progress, on_bytes)
         control.unlink(missing_ok=True)
-        a.start_completed = a.expected_size - copied
         a.step = Step.CHECKING
         return self.check(name, a, False)
 
@@ -153,11 +153,14 @@ class PartChecker:
         )
         if result.status == INTERRUPTED:
             raise CheckStopped()
-        if accepted and accepted[-1].status != Outcome.COMPLETE:
-            return accepted[-1]  # refused by the checksum list: failed, nothing extracted
-        if not result.ok or not accepted:
+        if not accepted:
             return None
-        accepted[-1].extracted = True
+        if accepted[-1].status != Outcome.COMPLETE:
+            return accepted[-1]  # refused by the checksum list: failed, nothing extracted
+        # The read got through and the receipt is written: the download is sound whatever the extraction did.
+        accepted[-1].extracted = bool(result.ok)
+        if not result.ok:  # said nowhere else: the extraction reports no event when it checks the source
+            accepted[-1].reason = f"downloaded, but extraction failed: {result.message or result.status}"
         return accepted[-1]
 
     def _accept(self, name: str, a: ActivePart, check: PartCheck, read: _Read, reserved: Reservation | None) -> PartOutcome:

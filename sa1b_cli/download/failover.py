@@ -12,12 +12,13 @@ from sa1b_cli.aria2_control import read_control_file
 from sa1b_cli.download.active import ActivePart, Step
 from sa1b_cli.download.model import DownloadOptions, Outcome, PartOutcome, TextEnum
 from sa1b_cli.events import Reporter
-from sa1b_cli.sources import probe_source
+from sa1b_cli.probe import SIGNATURE_EXPIRED_TEXT
+from sa1b_cli.sources import META, Source, forbidden_reason, probe_source
 from sa1b_cli.store.paths import RootPaths
 
 MAX_REDIRECT_RESTARTS = 5  # a mirror's expired redirect target, asked again this often before moving on
 MAX_BACKOFF_SECONDS = 300.0
-EXPIRED_REASON = "link expired or revoked (HTTP 403); get a fresh links file and run again, progress is kept"
+FRESH_LINKS_HINT = "get a fresh links file and run again, progress is kept"
 NEXT_SOURCE_ERRORS = {  # aria2 error codes after which another source may still serve the part
     "3": "not found on the server (HTTP 404)",
     "24": "authorization failed (HTTP 401); a --mirror-header with a token?",
@@ -44,7 +45,7 @@ class Verdict:
 def after_error(code: str, message: str, a: ActivePart, paths: RootPaths, name: str) -> Verdict:
     """What a part does after aria2 ended it with ``code`` and ``message`` (already redacted)."""
     if code == "22" and "403" in message:
-        return _after_forbidden(a)
+        return _after_forbidden(a, name)
     text = message.strip() or f"aria2 error {code}"
     if code in NEXT_SOURCE_ERRORS:
         return Verdict(Next.NEXT_SOURCE, reason=NEXT_SOURCE_ERRORS[code])
@@ -61,13 +62,17 @@ def after_error(code: str, message: str, a: ActivePart, paths: RootPaths, name: 
     return Verdict(Next.RETRY, reason=text)
 
 
-def _after_forbidden(a: ActivePart) -> Verdict:
-    """HTTP 403: a mirror's short-lived signed redirect target expired (ask it again), or the link did."""
+def _after_forbidden(a: ActivePart, name: str) -> Verdict:
+    """HTTP 403: a mirror's short-lived signed redirect target expired (ask it again), or the link did, or
+    it was revoked: aria2 does not pass on the answer's body that tells which, so the link is asked once."""
     source = a.sources[0] if a.sources else None
     if source is not None and not source.is_meta and a.redirect_restarts < MAX_REDIRECT_RESTARTS:
         return Verdict(Next.ASK_AGAIN)
-    return Verdict(Next.NEXT_SOURCE, Outcome.EXPIRED if source is None or source.is_meta else Outcome.FAILED,
-                   EXPIRED_REASON)
+    if source is not None and not source.is_meta:
+        return Verdict(Next.NEXT_SOURCE, Outcome.FAILED, "refused (HTTP 403), also when asked again")
+    said = probe_source(Source(META, a.entry.url), name).message
+    why = forbidden_reason(a.entry.expires_at, signature_expired=said == SIGNATURE_EXPIRED_TEXT)
+    return Verdict(Next.NEXT_SOURCE, Outcome.EXPIRED, f"{why}; {FRESH_LINKS_HINT}")
 
 
 def backoff_seconds(attempts: int, retry_wait: float) -> float:
@@ -142,7 +147,7 @@ class Failover:
     def discard_files(self, name: str, a: ActivePart) -> None:
         self.paths.tar(name).unlink(missing_ok=True)
         self.paths.control_file(name).unlink(missing_ok=True)
-        a.completed, a.start_completed = 0, 0
+        a.completed, a.seen = 0, 0
 
     def _keep_bytes_for(self, name: str, a: ActivePart, size: int | None) -> int:
         """Keep a partial part for a source of the same size (the bytes fetched so far); discard it otherwise."""

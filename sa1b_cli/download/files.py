@@ -61,3 +61,16 @@ def _discard_unresumable(paths: RootPaths, name: str, expected_size: int | None,
         return
     tar.unlink(missing_ok=True)
     control.unlink()
+
+
+def resumable_bytes(paths: RootPaths, name: str) -> int:
+    """Bytes aria2 starts a part from (its control file's progress, or the length of a file it continues):
+    what it reports beyond them in this run crossed the network in this run."""
+    tar, control = paths.tar(name), paths.control_file(name)
+    if control.exists():
+        progress = read_control_file(control)
+        return progress.completed_length if progress is not None else 0
+    try:
+        return tar.stat().st_size
+    except FileNotFoundError:
+        return 0

@@ -16,6 +16,7 @@ from sa1b_cli.sources import PartSources, Mirror
 
 _ARIA2_SIZE = re.compile(r"^(\d+)([KkMm]?)$")
 MIN_SPLIT_RANGE = (1 << 20, 1 << 30)  # what aria2c accepts for --min-split-size
+DONE_BY_ANOTHER_RUN = "done by another run"  # a part this run waited for, found downloaded by the run that held it
 
 
 class TextEnum(str, enum.Enum):
@@ -32,6 +33,7 @@ class PlanAction(TextEnum):
     COMPLETE = "complete"  # downloaded before: nothing to fetch
     EXPIRED = "expired"  # no usable source, and Meta's link expired: a fresh links file helps
     MISSING = "missing"  # no source has it
+    UNREACHABLE = "unreachable"  # every probe of Meta's server failed to connect, and no mirror serves it
 
 
 class Outcome(TextEnum):
@@ -141,7 +143,8 @@ class DownloadResult:
     plan: DownloadPlan
     outcomes: dict[str, PartOutcome] = field(default_factory=dict)
     elapsed: float = 0.0
-    bytes_fetched: int = 0
+    bytes_fetched: int = 0  # what crossed the network in this run, for parts that failed too
+    extracting: bool = False  # --extract: the summary says what extraction did
 
     def count(self, *statuses: Outcome | str) -> int:
         return sum(1 for o in self.outcomes.values() if o.status in statuses)
@@ -170,5 +173,9 @@ class DownloadResult:
             "wrong_bytes": sum(1 for o in self.outcomes.values() if o.wrong_bytes),
             "expired": self.count(Outcome.EXPIRED),
             "locked": self.count(Outcome.LOCKED),
+            "done_by_another_run": sum(1 for o in self.outcomes.values() if o.reason == DONE_BY_ANOTHER_RUN),
+            "extracted": sum(1 for o in self.outcomes.values() if o.extracted is True),
+            "extract_failed": sum(1 for o in self.outcomes.values() if o.extracted is False),
+            "rate_bytes_per_s": round(self.bytes_fetched / self.elapsed) if self.elapsed > 0 else 0,
             "selected": len(self.plan.parts),
         }

@@ -11,7 +11,8 @@ from pathlib import Path
 
 from sa1b_cli.checksums import ChecksumList
 from sa1b_cli.download.model import DownloadOptions, DownloadPlan, PartPlan, PlanAction
-from sa1b_cli.errors import DiskSpaceError, UsageError
+from sa1b_cli.download.reports import group_by_reason, group_line
+from sa1b_cli.errors import DiskSpaceError, ExitStatus, UsageError
 from sa1b_cli.events import Reporter
 from sa1b_cli.links import LinkEntry, LinksFile
 from sa1b_cli.probe import ProbeResult, probe_links
@@ -65,9 +66,10 @@ def _sources_to_fetch(entries: list[LinkEntry], parts: list[PartPlan], options: 
             continue
         expires = entry.expires_at
         meta_usable = expires is None or expires.timestamp() > now + options.expiry_margin
-        found = PartSources(entry.name, part_sources(entry, entry.name, options.mirrors, meta_usable=meta_usable))
+        found = PartSources(entry.name, part_sources(entry, entry.name, options.mirrors, meta_usable=meta_usable),
+                            link_expires=expires)
         if expires is not None and not meta_usable:
-            found.passed.append(f"link expired {expires:%Y-%m-%d %H:%M} UTC")
+            found.passed.append(expired_reason(expires.timestamp(), now, options.expiry_margin))
             found.expired, found.state = True, "expired"
         sources[entry.name] = found
     return sources
@@ -83,6 +85,7 @@ def _settle_sources(entries: list[LinkEntry], parts: list[PartPlan], sources: di
         meta_results = {result.name: result for result in probe_links(to_probe)}
     if options.mirrors and sources:
         reporter.event("probe", f"checking {len(options.mirrors)} mirror(s) for the parts Meta's links cannot serve")
+    unreachable = _pass_over_an_unreachable_server(meta_results, sources, reporter)
     listed = options.checksums
     plan_sources(list(sources.values()), meta_results, lambda name: listed is not None and listed.covers(name),
                  bool(options.mirrors))
@@ -92,16 +95,34 @@ def _settle_sources(entries: list[LinkEntry], parts: list[PartPlan], sources: di
             continue
         plan.size, plan.source = found.size, found.serving
         if not found.sources:
-            plan.action = PlanAction.EXPIRED if found.expired else PlanAction.MISSING
+            plan.action = (PlanAction.EXPIRED if found.expired else
+                           PlanAction.UNREACHABLE if plan.name in unreachable else PlanAction.MISSING)
             plan.reason = found.reason
+
+
+def _pass_over_an_unreachable_server(meta_results: dict[str, ProbeResult], sources: dict[str, PartSources],
+                                     reporter: Reporter) -> set[str]:
+    """When every probe failed to connect, Meta's server is down or cut off, not one link: say so now and
+    go to the mirrors (or fail the parts at once). Retrying each part for minutes (--retries) is for faults
+    of single requests. The parts passed over."""
+    if not meta_results or not all(result.unreachable for result in meta_results.values()):
+        return set()
+    first = next(iter(meta_results.values()))
+    reason = (f"server unreachable: every HEAD probe failed to connect ({first.message}); check the network, "
+              "a proxy or a firewall, then run again")
+    reporter.event("unreachable", f"{len(meta_results)} part(s): {reason}", level="error")
+    for name in meta_results:
+        sources[name].pass_over(reason, expired=False)
+    return set(meta_results)
 
 
 def _space_needed(parts: list[PartPlan], states: dict[str, PartState], paths: RootPaths,
                   options: DownloadOptions) -> tuple[int, int]:
     """Bytes the plan still needs on disk, and how many parts to fetch are of unknown size."""
     fetch = [p for p in parts if p.action == PlanAction.FETCH]
-    for plan in fetch:
-        plan.on_disk = _allocated_bytes(paths.tar(plan.name))
+    for plan in parts:
+        if plan.action in (PlanAction.FETCH, PlanAction.COMPLETE):
+            plan.on_disk = _allocated_bytes(paths.tar(plan.name))
     need = sum(max(0, p.size - p.on_disk) for p in fetch if p.size is not None)
     unknown = sum(1 for p in fetch if p.size is None)
     return need + _extraction_needs(parts, states, options), unknown
@@ -165,6 +186,30 @@ def check_disk_space(plan: DownloadPlan, options: DownloadOptions) -> None:
         f"{human_bytes(plan.free_bytes)} free; free some space, select fewer parts (--parts/--shard) "
         f"or pass --ignore-disk-space"
     )
+
+
+def plan_findings(plan: DownloadPlan, options: DownloadOptions) -> list[tuple[ExitStatus, str]]:
+    """What would stop or fail the real run of this plan, each with the exit code it gives: a dry run
+    warns of each and exits with the worst, as the run would."""
+    findings: list[tuple[ExitStatus, str]] = []
+    try:
+        check_disk_space(plan, options)
+    except DiskSpaceError as exc:
+        findings.append((exc.exit_status, str(exc)))
+    for action, status in ((PlanAction.MISSING, ExitStatus.PARTS_FAILED), (PlanAction.UNREACHABLE, ExitStatus.PARTS_FAILED),
+                           (PlanAction.EXPIRED, ExitStatus.LINKS_EXPIRED)):
+        for reason, names in group_by_reason((p.name, p.reason) for p in plan.parts if p.action == action):
+            findings.append((status, group_line(names, reason or str(action))))
+    return findings
+
+
+def expired_reason(expires: float, now: float, margin: float) -> str:
+    """Why a link is not used: expired, or expiring within the safety margin (on purpose: a part started
+    that close to the expiry would be cut off by a 403 partway)."""
+    when = datetime.fromtimestamp(expires, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    if expires <= now:
+        return f"link expired {when}"
+    return f"link expires {when}, within the {margin:.0f} s safety margin (deliberate: it would expire mid-transfer)"
 
 
 def expiry_message(plan: DownloadPlan) -> str:

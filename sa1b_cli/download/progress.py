@@ -16,7 +16,32 @@ from sa1b_cli.store.runs import remove_run, write_run
 
 RUN_FILE_EVERY = 2.0
 DONE = (Outcome.COMPLETE, Outcome.ALREADY)
-NOT_DONE = (Outcome.FAILED, Outcome.EXPIRED, Outcome.LOCKED)
+FAILED = (Outcome.FAILED, Outcome.EXPIRED)
+RATE_WINDOW_SECONDS = 5.0
+
+
+class RateMeter:
+    """The download rate: network bytes over a sliding window of a few seconds, as aria2 measures it.
+
+    Counted from the bytes that crossed the network, never from how much of the parts is done: a
+    resumed part joining the run, or a part handed from aria2 to the check, moves the done bytes in
+    a jump that is no transfer (it drew spikes of 200+ MiB/s at part hand-over).
+    """
+
+    def __init__(self, window: float = RATE_WINDOW_SECONDS) -> None:
+        self.window = window
+        self.samples: deque[tuple[float, int]] = deque()
+
+    def add(self, fetched: int, momentary: float) -> float:
+        """Record the bytes fetched so far; the rate over the window (aria2's momentary speed at first)."""
+        now = time.monotonic()
+        self.samples.append((now, fetched))
+        while len(self.samples) > 2 and now - self.samples[1][0] >= self.window:
+            self.samples.popleft()
+        first_time, first_fetched = self.samples[0]
+        if now - first_time < 1.0:
+            return momentary
+        return max(0.0, (fetched - first_fetched) / (now - first_time))
 
 
 class RunProgress:
@@ -28,12 +53,13 @@ class RunProgress:
         self.reporter = reporter
         self.started = time.monotonic()
         self.last_run_file = 0.0
-        self.speed_samples: deque[tuple[float, int]] = deque(maxlen=120)
+        self.rate = RateMeter()
         known = [p.size for p in plan.parts if p.action in (PlanAction.FETCH, PlanAction.COMPLETE)]
         self.total_bytes = sum(s for s in known if s is not None) if known and None not in known else None
 
-    def report(self, outcomes: Mapping[str, PartOutcome], active: Mapping[str, ActivePart], force: bool = False) -> None:
-        snapshot = self.snapshot(outcomes, active)
+    def report(self, outcomes: Mapping[str, PartOutcome], active: Mapping[str, ActivePart], fetched: int,
+               locked: int, force: bool = False) -> None:
+        snapshot = self.snapshot(outcomes, active, fetched, locked)
         self.reporter.transfer(snapshot)
         now = time.monotonic()
         if force or now - self.last_run_file >= RUN_FILE_EVERY:
@@ -43,24 +69,17 @@ class RunProgress:
     def close(self) -> None:
         remove_run(self.paths)
 
-    def snapshot(self, outcomes: Mapping[str, PartOutcome], active: Mapping[str, ActivePart]) -> TransferSnapshot:
+    def snapshot(self, outcomes: Mapping[str, PartOutcome], active: Mapping[str, ActivePart], fetched: int,
+                 locked: int) -> TransferSnapshot:
+        """The run now; ``fetched``: bytes that crossed the network so far, ``locked``: parts another run holds
+        that this run still waits for."""
         completed = sum(o.size or 0 for o in outcomes.values() if o.status in DONE)
         completed += sum(_bytes_done(a) for a in active.values())
-        speed = sum(a.speed for a in active.values())
-        rate = self._rate(completed, speed)
+        rate = self.rate.add(fetched, sum(a.speed for a in active.values()))
         eta = (self.total_bytes - completed) / rate if self.total_bytes and rate > 0 else None
         parts = [_transfer(name, a) for name, a in active.items() if not (a.queued and a.step == Step.ACTIVE)]
-        return TransferSnapshot(parts, completed, self.total_bytes, speed, eta, _count(outcomes, DONE),
-                                _count(outcomes, NOT_DONE), len(self.plan.parts))
-
-    def _rate(self, completed: int, speed: float) -> float:
-        """Bytes per second over the last samples (aria2's momentary speed until there are some)."""
-        now = time.monotonic()
-        self.speed_samples.append((now, completed))
-        first_time, first_completed = self.speed_samples[0]
-        if len(self.speed_samples) > 1 and now - first_time > 1:
-            return max(0.0, (completed - first_completed) / (now - first_time))
-        return speed
+        return TransferSnapshot(parts, completed, self.total_bytes, rate, eta, _count(outcomes, DONE),
+                                _count(outcomes, FAILED), len(self.plan.parts), locked + _count(outcomes, (Outcome.LOCKED,)))
 
     def _run_record(self, snapshot: TransferSnapshot, active: Mapping[str, ActivePart]) -> dict[str, object]:
         return {
@@ -96,21 +115,3 @@ def _bytes_done(a: ActivePart) -> int:
     """A part being checked counts as fetched whole."""
     total = a.total or a.expected_size
     return (total if a.step == Step.CHECKING and total else a.completed) or 0
-
-
-def report_outcome(reporter: Reporter, outcome: PartOutcome) -> None:
-    """The event that says how a part ended."""
-    name, status = outcome.name, outcome.status
-    if status in (Outcome.FAILED, Outcome.EXPIRED):
-        reporter.event(f"part_{status.value}", f"{name}: {outcome.reason}",
-                       level="error" if status == Outcome.FAILED else "warning", part=name)
-    elif status == Outcome.LOCKED:
-        reporter.event("part_locked", f"{name}: skipped, {outcome.reason}", level="warning", part=name)
-    elif status == Outcome.COMPLETE:
-        reporter.event("part_done", f"{name}: complete and checked", part=name, size=outcome.size)
-    elif status == Outcome.ALREADY and outcome.extracted is not None:
-        done = "extracted now" if outcome.extracted else outcome.reason
-        reporter.event("part_already", f"{name}: already downloaded; {done}",
-                       level="info" if outcome.extracted else "error", part=name)
-    elif status == Outcome.ALREADY:
-        reporter.event("part_already", f"{name}: already complete (finished by another run)", part=name)

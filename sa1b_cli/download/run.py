@@ -21,11 +21,15 @@ from typing import Any
 from sa1b_cli.download.active import ActivePart, Step, completed_prefix
 from sa1b_cli.download.checker import CheckStopped, PartChecker
 from sa1b_cli.download.failover import Failover, Next, after_error
-from sa1b_cli.download.files import OnDisk, prepare_files
-from sa1b_cli.download.model import DownloadOptions, DownloadPlan, DownloadResult, Outcome, PartOutcome, PlanAction
-from sa1b_cli.download.progress import RunProgress, report_outcome
+from sa1b_cli.download.files import OnDisk, prepare_files, resumable_bytes
+from sa1b_cli.download.model import (DONE_BY_ANOTHER_RUN, DownloadOptions, DownloadPlan, DownloadResult, Outcome, PartOutcome,
+                                    PlanAction)
+from sa1b_cli.download.plan import expired_reason
+from sa1b_cli.download.progress import RunProgress
 from sa1b_cli.download.relink import LinksWatcher
+from sa1b_cli.download.reports import OutcomeReports
 from sa1b_cli.download.session import Aria2Session
+from sa1b_cli.download.waits import LockedParts
 from sa1b_cli.errors import Aria2RpcError, Interrupted
 from sa1b_cli.events import Reporter
 from sa1b_cli.integrity import StreamingCheck
@@ -52,7 +56,7 @@ class DownloadRun:
         self.receipts = ReceiptStore(paths)
         self.options = options
         self.reporter = reporter
-        self.result = DownloadResult(plan=plan)
+        self.result = DownloadResult(plan=plan, extracting=bool(options.extract_layout))
         self.entries = links.by_name()
         self.queue: deque[str] = deque(p.name for p in plan.to_fetch)
         self.sizes = {p.name: p.size for p in plan.parts}
@@ -64,6 +68,8 @@ class DownloadRun:
         self.wake = threading.Event()  # set when a part completes or fails in aria2, or a check ends: poll now
         self.checker = PartChecker(paths, options, reporter, self.stop_event)
         self.progress = RunProgress(paths, plan, reporter)
+        self.reports = OutcomeReports(reporter)
+        self.locked = LockedParts(paths)
         self.failover = Failover(paths, options, reporter, self._start, self._finish)
         self.disk_full = False
         self.started = time.monotonic()
@@ -77,15 +83,15 @@ class DownloadRun:
             self.queue.append(name)
         elif action == PlanAction.COMPLETE:
             self.result.outcomes[name] = PartOutcome(name, Outcome.ALREADY, size=size)
-        elif action == PlanAction.EXPIRED:  # the plan line already says so, once for all of them
-            self.result.outcomes[name] = PartOutcome(name, Outcome.EXPIRED, reason)
-            self.receipts.write_failure(Stage.DOWNLOAD, name, reason)
-        elif action == PlanAction.MISSING:
+        elif action == PlanAction.EXPIRED:  # said with the other parts whose links did the same, in one line
+            self._record(PartOutcome(name, Outcome.EXPIRED, reason))
+        elif action in (PlanAction.MISSING, PlanAction.UNREACHABLE):
             self._record(PartOutcome(name, Outcome.FAILED, reason))
 
     # The loop -------------------------------------------------------------------------------
     def run(self) -> DownloadResult:
         if not self.queue:
+            self.reports.flush(force=True)
             self.result.elapsed = time.monotonic() - self.started
             return self.result
         workers = max(1, min(self.options.jobs, os.cpu_count() or 1))
@@ -107,10 +113,12 @@ class DownloadRun:
                 self._settle_checks()
                 for name in list(self.active):
                     self._release(name)
+                for name, reason in self.locked.give_up().items():
+                    self._record(PartOutcome(name, Outcome.LOCKED, reason))
+                self.reports.flush(force=True)
                 self.progress.close()
         self.result.elapsed = time.monotonic() - self.started
-        fetched = sum(o.size or 0 for o in self.result.outcomes.values() if o.status == Outcome.COMPLETE)
-        record_run_rate(self.paths, fetched, self.result.elapsed)
+        record_run_rate(self.paths, self.result.bytes_fetched, self.result.elapsed)
         if interrupted:
             raise Interrupted("interrupted; state saved, run the same command again to resume")
         return self.result
@@ -126,18 +134,29 @@ class DownloadRun:
                 self._record(PartOutcome(name, Outcome.FAILED, f"check failed: {exc}"))
 
     def _loop(self) -> None:
-        while self.queue or self.active:
+        while self._work_left():
             self._maybe_reload_links()
             self._drop_lost_locks()
+            self.queue.extend(self.locked.due())
             self._fill()
             self._start_due()
             self._poll()
             self._collect_checks()
-            self.progress.report(self.result.outcomes, self.active)
-            if self.queue or self.active:
+            self.reports.flush()
+            self._report_progress()
+            if self._work_left():
                 self.wake.wait(self.options.poll_interval)
                 self.wake.clear()
-        self.progress.report(self.result.outcomes, self.active, force=True)
+        self._report_progress(force=True)
+
+    def _work_left(self) -> bool:
+        """Parts to fetch, parts in hand, or parts another download run is working on (waited for: it may
+        finish them, or fail them for this run to try)."""
+        return bool(self.queue or self.active) or self.locked.worth_waiting()
+
+    def _report_progress(self, force: bool = False) -> None:
+        fetched = self.result.bytes_fetched + sum(a.fetched for a in self.active.values())
+        self.progress.report(self.result.outcomes, self.active, fetched, len(self.locked), force=force)
 
     def _drop_lost_locks(self) -> None:
         """Another run broke our lock (we stalled past its timeout): stop writing that part at once."""
@@ -174,7 +193,7 @@ class DownloadRun:
             self._record(PartOutcome(name, Outcome.FAILED, f"cannot create its lock file: {exc.strerror or exc}"))
             return None
         if holder is not None:
-            self._record(PartOutcome(name, Outcome.LOCKED, f"locked by {holder.describe()}"))
+            self.locked.add(name, holder)
             return None
         self.keeper.add(name, lock)
         return lock
@@ -189,7 +208,7 @@ class DownloadRun:
             self._submit(name, self.checker.extract_only, name, self.sizes.get(name))
         elif downloaded:
             self.keeper.release(name)
-            self._record(PartOutcome(name, Outcome.ALREADY, size=self.sizes.get(name)))
+            self._record(PartOutcome(name, Outcome.ALREADY, DONE_BY_ANOTHER_RUN, size=self.sizes.get(name)))
         else:
             planned = self.plan.sources.get(name)
             if planned is not None and planned.sources:
@@ -209,7 +228,7 @@ class DownloadRun:
         options: dict[str, Any] = {"out": name}
         on_disk = prepare_files(self.paths, name, a, self.reporter)
         if on_disk is OnDisk.CHECK:
-            a.step, a.start_completed = Step.CHECKING, self.paths.tar(name).stat().st_size
+            a.step = Step.CHECKING
             self._submit(name, self.checker.check, name, a, True)
         elif source.local:
             a.step = Step.COPYING
@@ -227,8 +246,10 @@ class DownloadRun:
             return a.sources[0]
         a.sources[0] = Source(META, a.entry.url)  # a fresh links file may have renewed it
         expires = a.entry.expires_at
-        if expires is not None and expires.timestamp() <= time.time() + self.options.expiry_margin:
-            self.failover.next_source(name, a, PartOutcome(name, Outcome.EXPIRED, "link expired before it could be fetched; get a fresh links file"))
+        now = time.time()
+        if expires is not None and expires.timestamp() <= now + self.options.expiry_margin:
+            why = expired_reason(expires.timestamp(), now, self.options.expiry_margin)
+            self.failover.next_source(name, a, PartOutcome(name, Outcome.EXPIRED, f"{why}; get a fresh links file"))
             return None
         return a.sources[0]
 
@@ -249,7 +270,7 @@ class DownloadRun:
         # too, with 0.1% sent again, but one 107 MB part on 8 connections at 0.7 MB/s each took 27.3 s
         # instead of 20.0 s: the late pieces end up on few connections.)
         streamed = self.options.check_while_downloading and name.endswith(".tar") and not self.checker.extraction_pending(name)
-        fresh = not tar.exists()
+        resumed_from = resumable_bytes(self.paths, name)
         uris = [source.location] + ([a.mixed_with.location] if a.mixed_with is not None else [])
         if len(uris) > 1:  # --connections to each source: the point of fetching from two
             options["split"] = str(self.options.connections * len(uris))
@@ -261,8 +282,8 @@ class DownloadRun:
         a.step = Step.ACTIVE
         if streamed:
             a.stream = StreamingCheck(tar, self.checker.stop_check, md5=self.checker.want_md5(name))
-        # A fresh part starts from zero; a resumed one from what aria2 first reports (the bytes it resumed from).
-        a.start_completed = 0 if fresh else -1
+        # Bytes crossed the network in this run from what was on disk when aria2 was handed the part.
+        a.seen = resumed_from
 
     # Polling --------------------------------------------------------------------------------
     def _start_due(self) -> None:
@@ -289,8 +310,7 @@ class DownloadRun:
 
     def _update(self, name: str, a: ActivePart, status: dict[str, Any]) -> None:
         a.completed = int(status.get("completedLength", 0))
-        if a.start_completed < 0:
-            a.start_completed = a.completed
+        a.count_fetched(a.completed)
         total = int(status.get("totalLength", 0))
         a.total = total or a.expected_size
         a.speed = float(status.get("downloadSpeed", 0))
@@ -375,23 +395,22 @@ class DownloadRun:
 
     # Bookkeeping ----------------------------------------------------------------------------
     def _finish(self, name: str, outcome: PartOutcome) -> None:
-        a = self.active.get(name)
-        if a is not None and outcome.status == Outcome.COMPLETE:
-            self.result.bytes_fetched += max(0, (outcome.size or 0) - max(0, a.start_completed))
         self._release(name)
         self._record(outcome)
 
     def _release(self, name: str) -> None:
+        """Let a part go, whatever its end; the bytes it fetched count, failed or not."""
         a = self.active.pop(name, None)
         if a is not None:
             a.abort_stream()
+            self.result.bytes_fetched += a.fetched
             self.keeper.release(name)
 
     def _record(self, outcome: PartOutcome) -> None:
         self.result.outcomes[outcome.name] = outcome
         if outcome.status in (Outcome.FAILED, Outcome.EXPIRED):
             self.receipts.write_failure(Stage.DOWNLOAD, outcome.name, outcome.reason)  # best effort
-        report_outcome(self.reporter, outcome)
+        self.reports.report(outcome)
 
     # A fresh links file ---------------------------------------------------------------------
     def _maybe_reload_links(self) -> None:
