@@ -279,6 +279,22 @@ def test_extracted_parts_give_the_same_shards_and_an_exact_dry_run(tmp_path: Pat
     assert planned["samples"] == 3 and planned["exact"] is True
 
 
+@pytest.mark.parametrize("output_format", ["webdataset", "folders"])
+@pytest.mark.parametrize("budget", ["none", "half a part"])
+def test_spilled_parts_give_the_same_output_as_parts_held_in_memory(root: RootPaths, tmp_path: Path,
+                                                                    output_format: str, budget: str) -> None:
+    """Parts over the memory budget go through their spill file (with no budget, every part; with half a part's,
+    each part moves to its spill midway): the same files, byte for byte, as parts held in memory."""
+    limit = 0 if budget == "none" else root.tar("sa_000000.tar").stat().st_size // 2
+    outputs = {}
+    for name, memory_budget in (("held", ExportRequest.memory_budget), ("spilled", limit)):
+        out = tmp_path / name
+        export(root, ExportRequest(out, format=output_format, samples_per_shard=5, memory_budget=memory_budget))
+        outputs[name] = {p.relative_to(out).as_posix(): p.read_bytes() for p in sorted(out.rglob("*"))
+                         if p.is_file() and p.name != "sa1b-export.json"}
+    assert outputs["held"] == outputs["spilled"] and len(outputs["held"]) > 3
+
+
 def test_other_settings_in_the_same_out_are_refused_and_a_rerun_is_a_no_op(root: RootPaths, tmp_path: Path) -> None:
     out = tmp_path / "out"
     assert run_export(root, out, "--samples-per-shard", "6")[0] == 0

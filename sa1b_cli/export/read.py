@@ -1,14 +1,15 @@
 """Reading one part for an export: which of its samples the subset keeps, and where their bytes are.
 
 A gzip part is inflated once through :mod:`sa1b_cli.tarwalk`; the members the subset keeps are
-copied, in the order they come, into one spill file (``OUT/.sa1b-export/parts/<part>.spill``).
-Meta's parts hold each image's ``.jpg`` and ``.json`` far apart, so the shards, which want them
-side by side and sorted, are written from the spill afterwards (the kernel's page cache usually
-still holds it). An extracted part needs no spill: its files are read where they are.
+held, in the order they come, in memory while the run's budget has room (:mod:`.memory`), else in
+one spill file (``OUT/.sa1b-export/parts/<part>.spill``). Meta's parts hold each image's ``.jpg``
+and ``.json`` far apart, so the shards, which want them side by side and sorted, are written from
+there afterwards. An extracted part needs neither: its files are read where they are.
 
 The part's index (its kept samples with offsets and sizes) is written atomically once the spill is
 on disk; an index file is the proof that the part was read, so a killed export reads again only
-the parts without one.
+the parts without one, and those whose spill a shard still needs but which is gone (or was only
+ever in memory).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any
 import orjson
 
 from sa1b_cli.store.layout import PartFiles, part_file_locations
+from sa1b_cli.export.memory import HeldMembers, MemoryBudget
 from sa1b_cli.export.plan import SAMPLE_NAME, SOURCES, Sample, Subset
 from sa1b_cli.export.shards import WRITEBACK_EVERY
 from sa1b_cli.extract.disk import start_writeback
@@ -59,6 +61,7 @@ class PartIndex:
     other: int = 0  # members that are not sa_<id>.jpg / .json
     unreadable: list[str] = field(default_factory=list)  # annotations that are not JSON (mask filter)
     read_fraction: float | None = None  # the --sample draw the part was filtered by while read (None: none)
+    held: HeldMembers | None = field(default=None, repr=False, compare=False)  # kept members in memory, not spilled
 
     def to_dict(self) -> dict[str, Any]:
         return {"version": INDEX_VERSION, "part": self.part, "source": self.source,
@@ -153,11 +156,12 @@ def load_index(source: PartSource, work: Path, subset: Subset, superset_ok: bool
 
 
 def read_part(source: PartSource, work: Path, subset: Subset, stop: threading.Event,
-              on_file: OnFile = None) -> PartIndex:
+              on_file: OnFile = None, budget: MemoryBudget | None = None) -> PartIndex:
     """Read the part, keep what ``subset`` wants (``--sample N`` is applied later, over all parts),
-    and write its index; ``on_file(nbytes)`` is called per member read. Raises PartUnreadable."""
+    and write its index; ``on_file(nbytes)`` is called per member read. A tar's kept members are held
+    in memory while ``budget`` has room (``index.held``), else spilled. Raises PartUnreadable."""
     if source.kind == TAR:
-        index = _read_tar(source, work, subset, stop, on_file)
+        index = _read_tar(source, work, subset, stop, on_file, budget)
     else:
         index = _read_extracted(source, subset, stop, on_file)
     atomic_write_json(source.index_path(work), index.to_dict())
@@ -217,56 +221,113 @@ class _Collector:
         return index
 
 
-def _read_tar(source: PartSource, work: Path, subset: Subset, stop: threading.Event, on_file: OnFile) -> PartIndex:
+def _read_tar(source: PartSource, work: Path, subset: Subset, stop: threading.Event, on_file: OnFile,
+              budget: MemoryBudget | None) -> PartIndex:
     assert source.tar is not None
     collector = _Collector(source.name, subset)
-    spill = source.spill_path(work)
-    spill.parent.mkdir(parents=True, exist_ok=True)
-    offset = flushed = 0
+    keeper = _Keeper(source.spill_path(work), budget)
     try:
-        with open(source.tar, "rb") as raw:
-            stream, compressed = open_part_stream(raw)
-            with stream:
-                reader = TarReader(stream, compressed=compressed)
-                fd = os.open(spill, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
-                try:
-                    for member in reader.members():
-                        if stop.is_set():
-                            raise Stopped()
-                        wanted = None if member.is_dir else collector.wanted(member.name)
-                        if wanted is not None:
-                            offset += _spill_member(reader, member, fd, wanted, collector, offset)
-                            if offset - flushed >= WRITEBACK_EVERY:
-                                start_writeback(fd)  # so that the fsync below finds little left to write
-                                flushed = offset
-                        if on_file is not None and not member.is_dir:
-                            on_file(member.size)
-                    reader.finish()
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
+        try:
+            with open(source.tar, "rb") as raw:
+                stream, compressed = open_part_stream(raw)
+                with stream:
+                    _walk(TarReader(stream, compressed=compressed), keeper, collector, stop, on_file)
+            held = keeper.finish()
+        except BaseException:
+            keeper.abort()
+            raise
     except TarRefused as exc:
         raise PartUnreadable(f"{source.name}: {exc}") from None
     except OSError as exc:
         raise PartUnreadable(f"{source.name}: cannot read or spill: {exc}") from None
-    return collector.finish(TAR)
+    index = collector.finish(TAR)
+    index.held = held
+    return index
 
 
-def _spill_member(reader: TarReader, member: Any, fd: int, wanted: tuple[int, str], collector: _Collector,
-                  offset: int) -> int:
-    """Copy one kept member to the spill; the bytes written (0 when the mask filter drops it)."""
+def _walk(reader: TarReader, keeper: _Keeper, collector: _Collector, stop: threading.Event,
+          on_file: OnFile) -> None:
+    for member in reader.members():
+        if stop.is_set():
+            raise Stopped()
+        wanted = None if member.is_dir else collector.wanted(member.name)
+        if wanted is not None:
+            _keep_member(reader, member, keeper, wanted, collector)
+        if on_file is not None and not member.is_dir:
+            on_file(member.size)
+    reader.finish()
+
+
+class _Keeper:
+    """Where a part's kept members go, in the order they come: memory while the run's budget has room,
+    else (from the first member that does not fit on) the spill file, written back early and synced."""
+
+    def __init__(self, spill: Path, budget: MemoryBudget | None) -> None:
+        self.spill = spill
+        self.held = HeldMembers(budget) if budget is not None else None
+        self.fd = -1
+        self.offset = self.flushed = 0
+        if self.held is None:
+            self._open_spill()
+
+    def _open_spill(self) -> None:
+        self.spill.parent.mkdir(parents=True, exist_ok=True)
+        self.fd = os.open(self.spill, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+
+    def keep(self, reader: TarReader, member: Any, data: bytes | None) -> None:
+        """Keep the member (``data``: its bytes when the caller read them already)."""
+        if self.held is not None:
+            data = reader.read(member) if data is None else data
+            if self.held.keep(data):
+                self.offset += len(data)
+                return
+            self._open_spill()  # over the budget: what is held moves to the spill, the rest follows it
+            self.held.write_to(self.fd)
+            self.held.release()
+            self.held = None
+        if data is None:
+            reader.copy_to(member, self.fd)
+        else:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(self.fd, view):]
+        self.offset += member.size
+        if self.offset - self.flushed >= WRITEBACK_EVERY:
+            start_writeback(self.fd)  # so that the sync at the end finds little left to write
+            self.flushed = self.offset
+
+    def finish(self) -> HeldMembers | None:
+        """The members held in memory (None: they are in the spill, now on disk)."""
+        if self.held is not None:
+            self.spill.unlink(missing_ok=True)  # an earlier run's spill of this part, if any
+            return self.held
+        try:
+            os.fdatasync(self.fd)
+        finally:
+            os.close(self.fd)
+            self.fd = -1
+        return None
+
+    def abort(self) -> None:
+        if self.held is not None:
+            self.held.release()
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+def _keep_member(reader: TarReader, member: Any, keeper: _Keeper, wanted: tuple[int, str],
+                 collector: _Collector) -> None:
+    """Keep one member unless the mask filter drops its sample."""
     image_id, kind = wanted
+    data = None
     if kind == "json" and collector.subset.needs_masks:
         data = reader.read(member)
         if not collector.annotation(image_id, data, member.name):
-            return 0
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-    else:
-        reader.copy_to(member, fd)
+            return
+    offset = keeper.offset
+    keeper.keep(reader, member, data)
     collector.add(image_id, kind, offset, member.size)
-    return member.size
 
 
 def _read_extracted(source: PartSource, subset: Subset, stop: threading.Event, on_file: OnFile) -> PartIndex:

@@ -27,11 +27,13 @@ from sa1b_cli import __version__
 from sa1b_cli.errors import ExitStatus, Sa1bError, UsageError
 from sa1b_cli.events import FileProgress, NullReporter, Reporter
 from sa1b_cli.export import read
+from sa1b_cli.export.memory import MEMORY_BUDGET, MemoryBudget
 from sa1b_cli.export.plan import Sample, Settings, ShardCut, Subset, shard_name
 from sa1b_cli.export.read import PartIndex, PartSource, PartUnreadable, choose_sources
 from sa1b_cli.export.shards import (
     FolderChunkWriter,
     KeptShard,
+    Located,
     ShardRecord,
     TarShardWriter,
     finished_record,
@@ -76,6 +78,7 @@ class ExportRequest:
     samples_per_shard: int | None = None
     jobs: int = 2
     dry_run: bool = False
+    memory_budget: int = MEMORY_BUDGET  # bytes of kept members held in memory rather than spilled (0: always spill)
 
 
 @dataclass
@@ -150,7 +153,7 @@ def export(paths: RootPaths, request: ExportRequest, reporter: Reporter | None =
         previous = _check_settings(out, work, settings)
         if previous is not None:
             return _from_receipt(out, settings, previous, skipped)
-        run = _Run(paths, out, settings, sources, request.jobs, reporter)
+        run = _Run(paths, out, settings, sources, request.jobs, reporter, MemoryBudget(request.memory_budget))
         result = run.execute()
         result.skipped_parts, result.seconds = skipped, time.monotonic() - started
         _write_receipt(out, result, sources)
@@ -224,11 +227,11 @@ class _Run:
     """One export's work: the read pool, the writer, the spills."""
 
     def __init__(self, paths: RootPaths, out: Path, settings: Settings, sources: list[PartSource], jobs: int,
-                 reporter: Reporter) -> None:
+                 reporter: Reporter, budget: MemoryBudget) -> None:
         self.out, self.work, self.settings, self.reporter = out, out / WORK_DIR, settings, reporter
         self.receipts = ReceiptStore(paths)
         self.sources = {s.name: s for s in sources}
-        self.jobs = jobs
+        self.jobs, self.budget = jobs, budget
         self.indices: dict[str, PartIndex] = {}
         self.futures: dict[str, Future[PartIndex]] = {}
         self.stop = threading.Event()
@@ -261,7 +264,7 @@ class _Run:
                 for name, source in self.sources.items():
                     if name not in self.indices:
                         self.futures[name] = pool.submit(read.read_part, source, self.work, self.read_subset,
-                                                         self.stop, progress.member)
+                                                         self.stop, progress.member, self.budget)
                 try:
                     self._write_all(helper)
                 except BaseException:
@@ -307,6 +310,7 @@ class _Run:
             if len(candidates) < self.settings.subset.count and self.read_subset.fraction is not None:
                 self.read_subset = self.settings.subset  # the draw kept too few (mask filters): every image
                 for name, source in self.sources.items():
+                    self._release(name)
                     self.indices[name] = read.read_part(source, self.work, self.read_subset, self.stop)
                 candidates = [s.image_id for name in self.sources for s in self._index(name).samples]
             chosen = self.settings.subset.chosen_by_count(candidates)
@@ -320,6 +324,7 @@ class _Run:
         cut = ShardCut(self.settings)
         writer: Writer | None = None
         parts: set[str] = set()  # parts with samples in the open shard
+        last_part: str | None = None
         try:
             for sample in self._samples():
                 if writer is not None and cut.starts_new(sample):
@@ -328,11 +333,14 @@ class _Run:
                     parts = set()
                 if writer is None:
                     writer = self._open(shard_name(len(self.result.records)), sample, helper)
+                if last_part is not None and sample.part != last_part:
+                    self._drop_held(last_part)  # every sample of a part comes before the next part's
                 if sample.part not in parts and not isinstance(writer, KeptShard):
                     self._ensure_spill(sample.part)
                 writer.add(sample)
                 cut.add(sample)
                 parts.add(sample.part)
+                last_part = sample.part
         except BaseException:
             if writer is not None:
                 writer.abort()
@@ -366,18 +374,27 @@ class _Run:
             self._release(part)
 
     def _ensure_spill(self, part: str) -> None:
-        """Read a part again when a shard still needs its spill and an earlier run deleted it."""
+        """Read a part again when a shard still needs its spill and an earlier run deleted it (or held it in memory)."""
         source = self.sources[part]
-        if source.kind == read.TAR and not source.spill_path(self.work).exists():
-            self.indices[part] = read.read_part(source, self.work, self.read_subset, self.stop)
+        index = self._index(part)
+        if source.kind == read.TAR and index.held is None and not source.spill_path(self.work).exists():
+            self.indices[part] = read.read_part(source, self.work, self.read_subset, self.stop, budget=self.budget)
 
-    def _locate(self, sample: Sample) -> tuple[tuple[Path, int, int], tuple[Path, int, int], bool]:
+    def _locate(self, sample: Sample) -> Located:
         source = self.sources[sample.part]
         jpg, annotation = source.paths_of(sample, self.work)
-        return ((jpg, sample.jpg_offset, sample.jpg_size), (annotation, sample.json_offset, sample.json_size),
-                source.kind == read.TAR)
+        return Located((jpg, sample.jpg_offset, sample.jpg_size), (annotation, sample.json_offset, sample.json_size),
+                       source.kind == read.TAR, self.indices[sample.part].held)
+
+    def _drop_held(self, part: str) -> None:
+        """Give a written part's memory back to the budget (hashes still reading its bytes keep them alive)."""
+        index = self.indices.get(part)
+        if index is not None and index.held is not None:
+            index.held.release()
+            index.held = None
 
     def _release(self, part: str) -> None:
+        self._drop_held(part)
         self.sources[part].spill_path(self.work).unlink(missing_ok=True)
 
     def _finish(self) -> ExportResult:

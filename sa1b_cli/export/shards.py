@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sa1b_cli.export.memory import HeldMembers
 from sa1b_cli.export.plan import TAR_BLOCK, Sample
 from sa1b_cli.extract.disk import start_writeback, sync_filesystem
 from sa1b_cli.store.atomic import atomic_write_json, atomic_write_text, read_json
@@ -32,9 +33,20 @@ SHA256_MANIFEST = "sha256sums.txt"
 _END_OF_ARCHIVE = bytes(2 * TAR_BLOCK)
 _OPEN_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
 
-# Where a sample's bytes are: (image path, offset, size), (annotation path, offset, size), and whether
-# both are ranges of a part's spill file (else each is a whole extracted file).
-Locate = Callable[[Sample], tuple[tuple[Path, int, int], tuple[Path, int, int], bool]]
+
+
+@dataclass(frozen=True)
+class Located:
+    """Where a sample's bytes are: (path, offset, size) of its image and of its annotation, ranges of a
+    part's spill (``spilled``), whole extracted files, or members ``held`` in memory (paths unused)."""
+
+    jpg: tuple[Path, int, int]
+    annotation: tuple[Path, int, int]
+    spilled: bool
+    held: HeldMembers | None = None
+
+
+Locate = Callable[[Sample], Located]
 
 
 def tar_header(name: str, size: int) -> bytes:
@@ -102,6 +114,17 @@ def _write_all(fd: int, data: bytes | bytearray | memoryview) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view):]
+
+
+def _write_pieces(fd: int, pieces: list[bytes]) -> None:
+    """``pieces`` written in one ``writev``; after a short write, the rest piece by piece."""
+    written = os.writev(fd, pieces)
+    for piece in pieces:
+        if written >= len(piece):
+            written -= len(piece)
+            continue
+        _write_all(fd, memoryview(piece)[written:])
+        written = 0
 
 
 def _copy_range(out_fd: int, source_fd: int, offset: int, size: int) -> None:
@@ -192,9 +215,10 @@ class KeptShard:
 
 
 class TarShardWriter:
-    """One tar shard written sample by sample, as parts are read: spill ranges copied by the kernel
-    (``copy_file_range``) and hashed straight from a read-only map (md5 in ``helper``, sha256 here). On
-    ``finish`` it is fsynced and renamed into place, then its record is written."""
+    """One tar shard written sample by sample, as parts are read: members held in memory in one ``writev``
+    a sample, spill ranges copied by the kernel (``copy_file_range``); hashed from those bytes or a read-only
+    map of the spill (md5 in ``helper``, sha256 here). On ``finish`` it is synced (``fdatasync``) and renamed
+    into place, then its record is written."""
 
     def __init__(self, out: Path, work: Path, name: str, locate: Locate, helper: ThreadPoolExecutor) -> None:
         self.out, self.work, self.name, self.locate, self.helper = out, work, name, locate, helper
@@ -208,12 +232,28 @@ class TarShardWriter:
         self.first_id = self.last_id = -1
 
     def add(self, sample: Sample) -> None:
+        located = self.locate(sample)
+        if located.held is not None:
+            pieces = _held_pieces(sample, located.held, located)
+            self._hash(pieces)  # md5 starts in the helper before the write
+            _write_pieces(self.fd, pieces)
+        else:
+            pieces = self._copied_pieces(sample, located)
+            self._hash(pieces)
+        if self.size - self.flushed >= WRITEBACK_EVERY:
+            start_writeback(self.fd)  # the disk works while parts are read; the fsync at the end finds little left
+            self.flushed = self.size
+        self.samples += 1
+        self.first_id = sample.image_id if self.first_id < 0 else self.first_id
+        self.last_id = sample.image_id
+
+    def _copied_pieces(self, sample: Sample, located: Located) -> list[bytes | memoryview]:
+        """The sample written from its spill ranges (copied by the kernel) or extracted files; its pieces to hash."""
         pieces: list[bytes | memoryview] = []
         head = bytearray()
-        jpg, annotation, spilled = self.locate(sample)
-        for (path, offset, size), suffix in ((jpg, ".jpg"), (annotation, ".json")):
+        for (path, offset, size), suffix in ((located.jpg, ".jpg"), (located.annotation, ".json")):
             head += tar_header(f"sa_{sample.image_id}{suffix}", size)
-            if spilled:
+            if located.spilled:
                 source_fd, mapping = self.sources.mapped(path)
                 if offset + size > len(mapping):
                     raise OSError(f"{path} ends before byte {offset + size}")
@@ -228,13 +268,7 @@ class TarShardWriter:
             head += bytes(-size % TAR_BLOCK)
         _write_all(self.fd, head)
         pieces.append(bytes(head))
-        self._hash(pieces)
-        if self.size - self.flushed >= WRITEBACK_EVERY:
-            start_writeback(self.fd)  # the disk works while parts are read; the fsync at the end finds little left
-            self.flushed = self.size
-        self.samples += 1
-        self.first_id = sample.image_id if self.first_id < 0 else self.first_id
-        self.last_id = sample.image_id
+        return pieces
 
     def _hash(self, pieces: list[bytes | memoryview]) -> None:
         self.pending.append(self.helper.submit(_update, self.md5, pieces))
@@ -245,8 +279,8 @@ class TarShardWriter:
         try:
             _write_all(self.fd, _END_OF_ARCHIVE)
             self._hash([_END_OF_ARCHIVE])
+            os.fdatasync(self.fd)  # data and size, all a rename needs to publish a whole shard (while md5 ends)
             self._settle()
-            os.fsync(self.fd)
         except BaseException:
             self.abort()
             raise
@@ -282,6 +316,14 @@ class TarShardWriter:
             self.temporary.unlink(missing_ok=True)
 
 
+def _held_pieces(sample: Sample, held: HeldMembers, located: Located) -> list[bytes]:
+    """A sample's tar bytes as pieces (headers, the held members, padding), for one ``writev``."""
+    pieces: list[bytes] = []
+    for (_path, offset, size), suffix in ((located.jpg, ".jpg"), (located.annotation, ".json")):
+        pieces += [tar_header(f"sa_{sample.image_id}{suffix}", size), held.member(offset, size), bytes(-size % TAR_BLOCK)]
+    return pieces
+
+
 def _update(digest: Any, pieces: list[bytes | memoryview]) -> None:
     for piece in pieces:
         digest.update(piece)
@@ -300,10 +342,11 @@ class FolderChunkWriter:
         self.first_id = self.last_id = -1
 
     def add(self, sample: Sample) -> None:
-        jpg, annotation, spilled = self.locate(sample)
-        for (path, offset, size), folder, suffix in ((jpg, "images", ".jpg"), (annotation, "annotations", ".json")):
+        located = self.locate(sample)
+        for (path, offset, size), folder, suffix in ((located.jpg, "images", ".jpg"),
+                                                     (located.annotation, "annotations", ".json")):
             relative = f"{folder}/sa_{sample.image_id}{suffix}"
-            self.files.append([relative, size, _write_file(self.out / relative, self.sources, path, offset, size, spilled)])
+            self.files.append([relative, size, _write_file(self.out / relative, self.sources, located, path, offset, size)])
         self.samples += 1
         self.first_id = sample.image_id if self.first_id < 0 else self.first_id
         self.last_id = sample.image_id
@@ -320,12 +363,12 @@ class FolderChunkWriter:
         self.sources.close()
 
 
-def _write_file(target: Path, sources: _Sources, path: Path, offset: int, size: int, spilled: bool) -> str:
-    """One file of a folder chunk, copied from a spill by the kernel or from an extracted file; its sha256."""
+def _write_file(target: Path, sources: _Sources, located: Located, path: Path, offset: int, size: int) -> str:
+    """One file of a folder chunk, copied from a spill by the kernel, held bytes or an extracted file; its sha256."""
     fd = os.open(target, _OPEN_FLAGS, 0o644)
     try:
-        if not spilled:
-            data = sources.read(path, offset, size)
+        if not located.spilled or located.held is not None:
+            data = located.held.member(offset, size) if located.held is not None else sources.read(path, offset, size)
             _write_all(fd, data)
             return hashlib.sha256(data).hexdigest()
         source_fd, mapping = sources.mapped(path)
