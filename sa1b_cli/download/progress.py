@@ -30,18 +30,16 @@ class RateMeter:
 
     def __init__(self, window: float = RATE_WINDOW_SECONDS) -> None:
         self.window = window
-        self.samples: deque[tuple[float, int]] = deque()
+        self.samples: deque[tuple[float, int]] = deque([(time.monotonic(), 0)])  # nothing fetched before the run
 
-    def add(self, fetched: int, momentary: float) -> float:
-        """Record the bytes fetched so far; the rate over the window (aria2's momentary speed at first)."""
+    def add(self, fetched: int) -> float:
+        """Record the bytes fetched so far; the rate over the last ``window`` seconds (since the start at first)."""
         now = time.monotonic()
         self.samples.append((now, fetched))
         while len(self.samples) > 2 and now - self.samples[1][0] >= self.window:
             self.samples.popleft()
         first_time, first_fetched = self.samples[0]
-        if now - first_time < 1.0:
-            return momentary
-        return max(0.0, (fetched - first_fetched) / (now - first_time))
+        return max(0.0, (fetched - first_fetched) / (now - first_time)) if now > first_time else 0.0
 
 
 class RunProgress:
@@ -75,7 +73,7 @@ class RunProgress:
         that this run still waits for."""
         completed = sum(o.size or 0 for o in outcomes.values() if o.status in DONE)
         completed += sum(_bytes_done(a) for a in active.values())
-        rate = self.rate.add(fetched, sum(a.speed for a in active.values()))
+        rate = self.rate.add(fetched)
         eta = (self.total_bytes - completed) / rate if self.total_bytes and rate > 0 else None
         parts = [_transfer(name, a) for name, a in active.items() if not (a.queued and a.step == Step.ACTIVE)]
         return TransferSnapshot(parts, completed, self.total_bytes, rate, eta, _count(outcomes, DONE),
