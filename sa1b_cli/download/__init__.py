@@ -9,7 +9,9 @@
   checksum list) before its receipt is written; only a receipt marks a part downloaded. A part is
   read while it downloads, as far as aria2 reports its pieces complete from the start, so that
   little is left to read when its last byte lands; on any doubt it is read again in full;
-- :mod:`.progress`: the live view's snapshots and the run file ``status`` reads.
+- :mod:`.progress`: the live view's snapshots (the rate from network bytes) and the run file ``status`` reads;
+- :mod:`.reports`: how parts ended, one line per distinct reason;
+- :mod:`.waits`: parts another run holds, waited for while that download run works on them.
 
 Whether a part is downloaded is decided by :func:`sa1b_cli.store.parts.part_state` alone.
 """
