@@ -15,7 +15,7 @@ from sa1b_cli.store.locks import PartLock
 from sa1b_cli.store.paths import RootPaths
 from sa1b_cli.testing.cdn import FakeCDN, Faults
 from sa1b_cli.testing.generator import PartInfo, random_part
-from sa1b_cli.testing.processes import aria2c_pids, crash_download_midway, run_sa1b, start_sa1b, wait_for
+from sa1b_cli.testing.processes import aria2c_pids, run_sa1b, start_sa1b, wait_for
 
 
 def json_records(stdout: str) -> list[dict]:
