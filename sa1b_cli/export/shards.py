@@ -1,7 +1,7 @@
 """Writing shards: uncompressed tars with each sample's members side by side, one folder chunk, the
 ``wids`` index and the sha256 manifest.
 
-A tar shard is written under a temporary name in OUT, fsynced and renamed into place, then its
+A tar shard is written under a temporary name in OUT, synced and renamed into place, then its
 record (size, md5, sha256, samples) is written to ``OUT/.sa1b-export/shards/``: a record next to a
 file of its size is the proof the shard is done. Tar headers are built here (plain ustar, fixed
 owner and time), so a shard's bytes depend only on its samples: an export killed and run again
@@ -10,9 +10,7 @@ gives the same shards, byte for byte.
 
 from __future__ import annotations
 
-import errno
 import hashlib
-import mmap
 import os
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -79,11 +77,11 @@ def read_range(fd: int, offset: int, size: int) -> bytes:
 
 
 class _Sources:
-    """Open source files. A part's spill stays open (and mapped, for hashing) for the whole shard;
-    an extracted file is read whole and closed."""
+    """Open source files. A part's spill stays open for the whole shard; an extracted file is read whole
+    and closed."""
 
     def __init__(self) -> None:
-        self.open: dict[Path, tuple[int, mmap.mmap]] = {}
+        self.open: dict[Path, int] = {}
 
     def read(self, path: Path, offset: int, size: int) -> bytes:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
@@ -92,20 +90,14 @@ class _Sources:
         finally:
             os.close(fd)
 
-    def mapped(self, path: Path) -> tuple[int, mmap.mmap]:
-        """(fd, read-only map) of a spill file."""
+    def spilled(self, path: Path, offset: int, size: int) -> bytes:
+        """A range of a spill file (its pages are usually still in the page cache)."""
         if path not in self.open:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-            try:
-                self.open[path] = fd, mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
-            except BaseException:
-                os.close(fd)
-                raise
-        return self.open[path]
+            self.open[path] = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        return read_range(self.open[path], offset, size)
 
     def close(self) -> None:
-        for fd, mapping in self.open.values():
-            mapping.close()
+        for fd in self.open.values():
             os.close(fd)
         self.open.clear()
 
@@ -125,23 +117,6 @@ def _write_pieces(fd: int, pieces: list[bytes]) -> None:
             continue
         _write_all(fd, memoryview(piece)[written:])
         written = 0
-
-
-def _copy_range(out_fd: int, source_fd: int, offset: int, size: int) -> None:
-    """Copy ``size`` bytes at ``offset`` of ``source_fd`` to ``out_fd``'s position, inside the kernel."""
-    while size:
-        try:
-            copied = os.copy_file_range(source_fd, out_fd, size, offset)
-        except OSError as exc:
-            if exc.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
-                raise
-            copied = 0
-        if not copied:  # not supported here (or an early end): through user space
-            data = read_range(source_fd, offset, size)
-            _write_all(out_fd, data)
-            copied = len(data)
-        offset += copied
-        size -= copied
 
 
 @dataclass(frozen=True)
@@ -215,10 +190,10 @@ class KeptShard:
 
 
 class TarShardWriter:
-    """One tar shard written sample by sample, as parts are read: members held in memory in one ``writev``
-    a sample, spill ranges copied by the kernel (``copy_file_range``); hashed from those bytes or a read-only
-    map of the spill (md5 in ``helper``, sha256 here). On ``finish`` it is synced (``fdatasync``) and renamed
-    into place, then its record is written."""
+    """One tar shard written sample by sample, as parts are read: each sample's headers, members (held in
+    memory, or read from the spill or the extracted files) and padding in one ``writev``, and hashed from
+    those same bytes (md5 in ``helper``, sha256 here) rather than read back. On ``finish`` it is synced
+    (``fdatasync``) and renamed into place, then its record is written."""
 
     def __init__(self, out: Path, work: Path, name: str, locate: Locate, helper: ThreadPoolExecutor) -> None:
         self.out, self.work, self.name, self.locate, self.helper = out, work, name, locate, helper
@@ -227,50 +202,21 @@ class TarShardWriter:
         self.sources = _Sources()
         self.md5, self.sha256 = hashlib.md5(), hashlib.sha256()
         self.pending: list[Future[None]] = []  # md5 updates, in order (one helper thread)
-        self.views: list[memoryview] = []  # alive until the md5 updates that read them are done
         self.samples, self.size, self.flushed = 0, 0, 0
         self.first_id = self.last_id = -1
 
     def add(self, sample: Sample) -> None:
-        located = self.locate(sample)
-        if located.held is not None:
-            pieces = _held_pieces(sample, located.held, located)
-            self._hash(pieces)  # md5 starts in the helper before the write
-            _write_pieces(self.fd, pieces)
-        else:
-            pieces = self._copied_pieces(sample, located)
-            self._hash(pieces)
+        pieces = _sample_pieces(sample, self.locate(sample), self.sources)
+        self._hash(pieces)  # md5 starts in the helper before the write
+        _write_pieces(self.fd, pieces)
         if self.size - self.flushed >= WRITEBACK_EVERY:
-            start_writeback(self.fd)  # the disk works while parts are read; the fsync at the end finds little left
+            start_writeback(self.fd)  # the disk works while parts are read; the sync at the end finds little left
             self.flushed = self.size
         self.samples += 1
         self.first_id = sample.image_id if self.first_id < 0 else self.first_id
         self.last_id = sample.image_id
 
-    def _copied_pieces(self, sample: Sample, located: Located) -> list[bytes | memoryview]:
-        """The sample written from its spill ranges (copied by the kernel) or extracted files; its pieces to hash."""
-        pieces: list[bytes | memoryview] = []
-        head = bytearray()
-        for (path, offset, size), suffix in ((located.jpg, ".jpg"), (located.annotation, ".json")):
-            head += tar_header(f"sa_{sample.image_id}{suffix}", size)
-            if located.spilled:
-                source_fd, mapping = self.sources.mapped(path)
-                if offset + size > len(mapping):
-                    raise OSError(f"{path} ends before byte {offset + size}")
-                view = memoryview(mapping)[offset:offset + size]
-                self.views.append(view)
-                _write_all(self.fd, head)
-                _copy_range(self.fd, source_fd, offset, size)
-                pieces += [bytes(head), view]
-                head = bytearray()
-            else:
-                head += self.sources.read(path, offset, size)
-            head += bytes(-size % TAR_BLOCK)
-        _write_all(self.fd, head)
-        pieces.append(bytes(head))
-        return pieces
-
-    def _hash(self, pieces: list[bytes | memoryview]) -> None:
+    def _hash(self, pieces: list[bytes]) -> None:
         self.pending.append(self.helper.submit(_update, self.md5, pieces))
         _update(self.sha256, pieces)
         self.size += sum(len(piece) for piece in pieces)
@@ -293,15 +239,11 @@ class TarShardWriter:
         return record
 
     def _settle(self) -> None:
-        """Wait for the md5 updates, then let go of the maps they read. The helper has one thread and runs in
-        order, so once a no-op submitted now is done, so is every update (even one an interrupt kept out of
-        ``pending``)."""
+        """Wait for the md5 updates, then close the sources. The helper has one thread and runs in order, so
+        once a no-op submitted now is done, so is every update (even one an interrupt kept out of ``pending``)."""
         self.helper.submit(int).result()
         for future in self.pending:
             future.result()
-        for view in self.views:
-            view.release()
-        self.views.clear()
         self.sources.close()
 
     def abort(self) -> None:
@@ -316,15 +258,25 @@ class TarShardWriter:
             self.temporary.unlink(missing_ok=True)
 
 
-def _held_pieces(sample: Sample, held: HeldMembers, located: Located) -> list[bytes]:
-    """A sample's tar bytes as pieces (headers, the held members, padding), for one ``writev``."""
+def _sample_pieces(sample: Sample, located: Located, sources: _Sources) -> list[bytes]:
+    """A sample's tar bytes, for one ``writev`` and the hashes: each member's header, its bytes, its padding."""
     pieces: list[bytes] = []
-    for (_path, offset, size), suffix in ((located.jpg, ".jpg"), (located.annotation, ".json")):
-        pieces += [tar_header(f"sa_{sample.image_id}{suffix}", size), held.member(offset, size), bytes(-size % TAR_BLOCK)]
+    for (path, offset, size), suffix in ((located.jpg, ".jpg"), (located.annotation, ".json")):
+        pieces += [tar_header(f"sa_{sample.image_id}{suffix}", size), _member_bytes(sources, located, path, offset, size),
+                   bytes(-size % TAR_BLOCK)]
     return pieces
 
 
-def _update(digest: Any, pieces: list[bytes | memoryview]) -> None:
+def _member_bytes(sources: _Sources, located: Located, path: Path, offset: int, size: int) -> bytes:
+    """One member's bytes: held in memory, a range of the part's spill, or a whole extracted file."""
+    if located.held is not None:
+        return located.held.member(offset, size)
+    if located.spilled:
+        return sources.spilled(path, offset, size)
+    return sources.read(path, offset, size)
+
+
+def _update(digest: Any, pieces: list[bytes]) -> None:
     for piece in pieces:
         digest.update(piece)
 
@@ -364,21 +316,14 @@ class FolderChunkWriter:
 
 
 def _write_file(target: Path, sources: _Sources, located: Located, path: Path, offset: int, size: int) -> str:
-    """One file of a folder chunk, copied from a spill by the kernel, held bytes or an extracted file; its sha256."""
+    """One file of a folder chunk, from held bytes, a spill or an extracted file; its sha256."""
+    data = _member_bytes(sources, located, path, offset, size)
     fd = os.open(target, _OPEN_FLAGS, 0o644)
     try:
-        if not located.spilled or located.held is not None:
-            data = located.held.member(offset, size) if located.held is not None else sources.read(path, offset, size)
-            _write_all(fd, data)
-            return hashlib.sha256(data).hexdigest()
-        source_fd, mapping = sources.mapped(path)
-        if offset + size > len(mapping):
-            raise OSError(f"{path} ends before byte {offset + size}")
-        _copy_range(fd, source_fd, offset, size)
-        with memoryview(mapping)[offset:offset + size] as view:
-            return hashlib.sha256(view).hexdigest()
+        _write_all(fd, data)
     finally:
         os.close(fd)
+    return hashlib.sha256(data).hexdigest()
 
 
 def write_wids_index(out: Path, records: Iterable[ShardRecord]) -> Path:
