@@ -17,6 +17,8 @@ from __future__ import annotations
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from typing import IO, Any
@@ -99,6 +101,7 @@ class Console:
         self._last_transfer = 0.0
         self._last_final = ""
         self._live: Any = None
+        self._bar: _TqdmProgress | None = None  # the file-count bar on the terminal, while it is drawn
         self._view_ended = False  # the live view drew a final snapshot and stopped
         self._rich: Any = None
         if mode == "rich":
@@ -125,9 +128,7 @@ class Console:
             if level == "detail" or (self.quiet and level == "info"):
                 return  # detail: one part's share of a line said for many (kept in --json only)
             if self.mode == "rich":
-                style = {"error": "bold red", "warning": "yellow", "info": ""}.get(level, "")
-                prefix = {"error": "error: ", "warning": "warning: "}.get(level, "")
-                self._rich.print(f"{prefix}{message}", style=style or None, markup=False)
+                self._rich_event(level, message)
             else:
                 self._plain_line(f"{level.upper():7s} {message}")
 
@@ -156,7 +157,8 @@ class Console:
         if self.quiet and self.mode != "json":
             return NullReporter().files(label, total_files, total_bytes)
         if self.mode == "rich":
-            return _TqdmProgress(label, total_files, self.env.stderr)
+            self._bar = _TqdmProgress(label, total_files, self.env.stderr, on_close=self._bar_closed)
+            return self._bar
         return _LineProgress(self, label, total_files, total_bytes)
 
     # -- output helpers used by cli.py -----------------------------------------
@@ -181,7 +183,7 @@ class Console:
     def error(self, message: str, status: ExitStatus, kind: str, *, text: str | None = None) -> None:
         """An error that ends the command: a JSON record (with ``time``) under --json, and always ``text`` on
         stderr (default ``sa1b: error: MESSAGE``)."""
-        self.close()  # end the live view's line first, so the error is not glued to it
+        self.close()  # end the live view's line (or a bar's) first, so the error starts its own line
         if self.mode == "json":
             self.emit_json({"type": "error", "error": kind, "message": message, "exit_code": int(status)})
         self.env.stderr.write(text if text is not None else f"sa1b: error: {message}\n")
@@ -211,10 +213,29 @@ class Console:
         self.env.stdout.flush()
 
     def close(self) -> None:
+        """End what is drawn on the terminal (the live view, a file-count bar), so the next line starts its own."""
         with self._lock:
             if self._live is not None:
                 self._live.stop()
                 self._live = None
+        if self._bar is not None:
+            self._bar.close()
+
+    def _bar_closed(self, bar: "_TqdmProgress") -> None:
+        if self._bar is bar:
+            self._bar = None
+
+    def _rich_event(self, level: str, message: str) -> None:
+        """An event line on the terminal; over a file-count bar, the bar is lifted first and drawn again below
+        it (otherwise the line is glued onto the bar's: ``…file/s]sa_000001.tar: extracted``)."""
+        style = {"error": "bold red", "warning": "yellow", "info": ""}.get(level, "")
+        prefix = {"error": "error: ", "warning": "warning: "}.get(level, "")
+        bar = self._bar
+        if bar is None:
+            self._rich.print(f"{prefix}{message}", style=style or None, markup=False)
+            return
+        with bar.lifted():
+            self._rich.print(f"{prefix}{message}", style=style or None, markup=False)
 
     def _plain_line(self, text: str) -> None:
         self.env.stderr.write(f"{_timestamp()} {text}\n")
@@ -257,6 +278,8 @@ def transfer_line(s: TransferSnapshot) -> str:
 
 
 def _transfer_table(s: TransferSnapshot) -> Any:
+    """The live view: a row per active part (the first 20) over the total line; with no part active (the
+    final view, a hand-over) only the total line, never a table header with nothing under it."""
     from rich.console import Group
     from rich.progress_bar import ProgressBar
     from rich.table import Table
@@ -274,17 +297,30 @@ def _transfer_table(s: TransferSnapshot) -> Any:
     overall = ProgressBar(total=s.total_bytes or 1, completed=s.completed_bytes if s.total_bytes else 0, width=30)
     footer = Table.grid(padding=(0, 1))
     footer.add_row(Text("total", style="bold"), overall, Text(transfer_line(s), overflow="fold"))
-    return Group(table, footer)
+    return Group(table, footer) if shown else footer
 
 
 class _TqdmProgress:
     """File-count bar on a TTY (tqdm's role in the console layer)."""
 
-    def __init__(self, label: str, total: int | None, stream: IO[str]) -> None:
+    def __init__(self, label: str, total: int | None, stream: IO[str],
+                 on_close: Callable[["_TqdmProgress"], None] | None = None) -> None:
         from tqdm import tqdm
 
         self._bar = tqdm(total=total, desc=label, unit="file", unit_scale=True, file=stream, dynamic_ncols=True)
         self._bytes = 0
+        self._on_close = on_close
+
+    @contextmanager
+    def lifted(self) -> Iterator[None]:
+        """Clear the bar for a line written above it, then draw it again; under tqdm's lock, so that a
+        worker's update cannot draw the bar in between."""
+        with self._bar.get_lock():
+            self._bar.clear(nolock=True)
+            try:
+                yield
+            finally:
+                self._bar.refresh(nolock=True)
 
     def advance(self, files: int = 0, nbytes: int = 0) -> None:
         self._bytes += nbytes
@@ -295,6 +331,8 @@ class _TqdmProgress:
 
     def close(self) -> None:
         self._bar.close()
+        if self._on_close is not None:
+            self._on_close(self)
 
 
 class _LineProgress:
