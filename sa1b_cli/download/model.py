@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from sa1b_cli.checksums import ChecksumList
-from sa1b_cli.errors import ExitStatus, UsageError
+from sa1b_cli.errors import ExitStatus, UsageError, worst
 from sa1b_cli.sources import PartSources, Mirror
 
 _ARIA2_SIZE = re.compile(r"^(\d+)([KkMm]?)$")
@@ -151,16 +151,8 @@ class DownloadResult:
 
     @property
     def exit_status(self) -> ExitStatus:
-        statuses = {o.status for o in self.outcomes.values()}
-        if any(o.wrong_bytes for o in self.outcomes.values()):
-            return ExitStatus.WRONG_BYTES
-        if Outcome.FAILED in statuses or any(o.extracted is False for o in self.outcomes.values()):
-            return ExitStatus.PARTS_FAILED
-        if Outcome.EXPIRED in statuses:
-            return ExitStatus.LINKS_EXPIRED
-        if Outcome.LOCKED in statuses:
-            return ExitStatus.LOCKED
-        return ExitStatus.OK
+        """Each part's own code, the worst of them by the one order of ``errors.SEVERITY``."""
+        return worst(_exit_of(o) for o in self.outcomes.values())
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -179,3 +171,16 @@ class DownloadResult:
             "rate_bytes_per_s": round(self.bytes_fetched / self.elapsed) if self.elapsed > 0 else 0,
             "selected": len(self.plan.parts),
         }
+
+
+_EXIT_OF_OUTCOME = {Outcome.FAILED: ExitStatus.PARTS_FAILED, Outcome.EXPIRED: ExitStatus.LINKS_EXPIRED,
+                    Outcome.LOCKED: ExitStatus.LOCKED}
+
+
+def _exit_of(outcome: PartOutcome) -> ExitStatus:
+    """What one part's ending means for the run's exit code."""
+    if outcome.wrong_bytes:
+        return ExitStatus.WRONG_BYTES
+    if outcome.extracted is False:
+        return ExitStatus.PARTS_FAILED
+    return _EXIT_OF_OUTCOME.get(outcome.status, ExitStatus.OK)

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sa1b_cli import rle
-from sa1b_cli.errors import ExitStatus
+from sa1b_cli.errors import ExitStatus, worst
 
 FULL_DATASET_PAIRS = 11_185_362
 FULL_DATASET_PARTS = 1000
@@ -221,13 +221,10 @@ class VerifyReport:
 
     @property
     def exit_status(self) -> ExitStatus:
-        if self.corrupt_total:
-            return ExitStatus.CORRUPT
-        if self.problems_total:
-            return ExitStatus.INCOMPLETE
-        if self.not_arrived:
-            return ExitStatus.PARTIAL
-        return ExitStatus.OK
+        """Corrupt files, missing ones, parts still to come: the worst by ``errors.SEVERITY``."""
+        return worst([ExitStatus.CORRUPT if self.corrupt_total else ExitStatus.OK,
+                      ExitStatus.INCOMPLETE if self.problems_total else ExitStatus.OK,
+                      ExitStatus.PARTIAL if self.not_arrived else ExitStatus.OK])
 
     def summary(self) -> dict[str, Any]:
         counts: dict[str, int] = {}
