@@ -138,7 +138,7 @@ def prepare_directory(directory: Path | None, parts: int, pairs: int) -> DemoDir
     except OSError as exc:
         where = exc.filename or directory
         raise UsageError(f"{where}: cannot write the demo directory here ({exc.strerror or exc}); "
-                         "give a writable directory with -d") from None
+                         "give a writable directory with --dir") from None
 
 
 def _prepare_directory(directory: Path | None, parts: int, pairs: int) -> DemoDirectory:
@@ -170,7 +170,7 @@ def _check_earlier_demo(demo: DemoDirectory, parts: int, pairs: int) -> None:
     if earlier != {"parts": parts, "pairs_per_part": pairs}:
         raise UsageError(
             f"{demo.root} holds a demo of {earlier.get('parts')} parts x {earlier.get('pairs_per_part')} pairs; "
-            f"run it with the same --parts/--pairs or give another directory"
+            f"run it with the same --count/--pairs or give another directory"
         )
 
 
