@@ -338,7 +338,7 @@ def next_steps(demo: DemoDirectory) -> list[str]:
         f"     and save the links file it hands out as {links}. Its links expire after 2-4 weeks;",
         "     with a fresh file, downloads resume where they stopped.",
         f"  2. sa1b links {links} --check --parts 0-9          # links live? sizes?",
-        f"  3. sa1b download {links} -d {REAL_ROOT} --parts 0-1 --extract   # a first 2 parts, about 23 GB",
+        f"  3. sa1b download {links} -d {REAL_ROOT} --parts 0-1 --extract   # a first 2 parts, about 21 GiB",
         f"  4. sa1b download {links} -d {REAL_ROOT} --extract   # all 1,000 parts: ~10.3 TiB of tars + ~10.6 TiB extracted",
         "     (add --remove-tars to keep only the extracted files; run it again after any stop: it resumes)",
         f"  5. sa1b status -d {REAL_ROOT}                        # any time, from any host sharing the ROOT",

@@ -138,7 +138,7 @@ def test_debug_json_and_quiet_are_accepted_on_every_command_and_before_it() -> N
 
 def test_demo_debug_is_accepted(tmp_path: Path) -> None:
     (tmp_path / "keep.txt").write_text("mine\n")
-    result = run_sa1b("demo", "--debug", "-d", tmp_path, "--parts", 1, "--pairs", 1)
+    result = run_sa1b("demo", "--debug", "--dir", tmp_path, "--count", 1, "--pairs", 1)
     assert result.returncode == ExitStatus.USAGE
     assert "No such option" not in result.stderr and "not empty and not a demo directory" in result.stderr
 
@@ -147,7 +147,7 @@ def test_demo_debug_is_accepted(tmp_path: Path) -> None:
 def test_demo_in_a_directory_it_cannot_write_is_bad_usage(tmp_path: Path, where: str) -> None:
     (tmp_path / "a-file").write_text("")
     directory = Path(where) if where.startswith("/") else tmp_path / where
-    result = run_sa1b("demo", "-d", directory, "--parts", 1, "--pairs", 1)
+    result = run_sa1b("demo", "--dir", directory, "--count", 1, "--pairs", 1)
     assert result.returncode == ExitStatus.USAGE, result.stderr
     assert "cannot write the demo directory here" in result.stderr and "give a writable directory" in result.stderr
     assert "internal error" not in result.stderr and "Traceback" not in result.stderr

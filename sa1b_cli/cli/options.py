@@ -57,7 +57,7 @@ def root_option(f: F) -> F:
 
 
 def required_root_option(f: F) -> F:
-    """-d/--root of ``download``, which fills ROOT with 11 TB: given with -d or SA1B_ROOT, never defaulted."""
+    """-d/--root of ``download``, which fills ROOT with 10 TiB: given with -d or SA1B_ROOT, never defaulted."""
     return env_option("-d", "--root", type=click.Path(file_okay=False, path_type=Path), default=None,
                       show_default=False, callback=_required_root, help=_ROOT_HELP + " Required.")(f)
 
