@@ -3,6 +3,8 @@
 Parts are read by a pool of threads (ISA-L inflates outside the GIL); the calling thread cuts the
 samples, in order, into shards and writes each as soon as the parts it needs are read, then deletes
 the spills no later shard needs, so the disk holds about ``jobs`` parts' worth of spill at a time.
+Parts whose kept members fit the run's memory budget (:mod:`.memory`) are held in memory instead,
+and given back as soon as their samples are written.
 
 Everything the run knows sits in ``OUT/.sa1b-export/``: the settings (a second export with other
 settings into the same OUT is refused), each part's index, each shard's record, a lock. A run
