@@ -14,6 +14,7 @@ Errors go through ``error`` in every mode, so a machine reading ``--json`` gets 
 
 from __future__ import annotations
 
+import math
 import sys
 import threading
 import time
@@ -249,7 +250,7 @@ class Console:
         if final and self._live is None and self._view_ended:
             return  # this download's view was ended by its final snapshot already
         self._view_ended = final
-        renderable = _transfer_table(snapshot)
+        renderable = _transfer_table(snapshot, self._rich.width)
         if self._live is None:
             self._live = Live(renderable, console=self._rich, auto_refresh=False, transient=False)
             self._live.start()
@@ -265,19 +266,57 @@ def _snapshot_dict(snapshot: TransferSnapshot) -> dict[str, Any]:
     return data
 
 
+TOTAL_BAR_WIDTH, MIN_TOTAL_BAR_WIDTH = 30, 10
+#: What the live view's total line gives up, in this order, once its bar has shrunk to MIN_TOTAL_BAR_WIDTH and
+#: the line is still wider than the terminal (rich would fold it: ``… 0`` on one line, ``failed`` on the next).
+TOTAL_LINE_DROPS = ("active", "speed", "bar", "bytes", "eta")
+_RATE_FIELDS = ("bytes", "percent", "speed", "eta")
+_PARTS_FIELDS = ("parts", "active", "failed", "locked")
+
+
+def _transfer_fields(s: TransferSnapshot) -> dict[str, str]:
+    """The fields of a download's summary line, by name, so that a narrow terminal can leave some out."""
+    active = sum(1 for p in s.parts if p.status == "active")
+    fields = {
+        "bytes": f"{human_bytes(s.completed_bytes)} / {human_bytes(s.total_bytes)}",
+        "percent": f"{100 * s.completed_bytes / s.total_bytes:.0f}%" if s.total_bytes else "?%",
+        "speed": f"{human_bytes(s.speed)}/s",
+        "eta": f"ETA {human_duration(s.eta_seconds)}",
+        "parts": f"parts {s.done}/{s.total_parts} done",
+        "active": f"{active} active",
+        "failed": f"{s.failed} failed",
+    }
+    if s.locked:
+        fields["locked"] = f"{s.locked} locked"
+    return fields
+
+
+def _join_fields(fields: dict[str, str]) -> str:
+    groups = (", ".join(fields[name] for name in names if name in fields) for names in (_RATE_FIELDS, _PARTS_FIELDS))
+    return "; ".join(group for group in groups if group)
+
+
 def transfer_line(s: TransferSnapshot) -> str:
     """One ``--stats-one-line``-style summary of a download."""
-    percent = f"{100 * s.completed_bytes / s.total_bytes:.0f}%" if s.total_bytes else "?%"
-    active = sum(1 for p in s.parts if p.status == "active")
-    return (
-        f"{human_bytes(s.completed_bytes)} / {human_bytes(s.total_bytes)}, {percent}, "
-        f"{human_bytes(s.speed)}/s, ETA {human_duration(s.eta_seconds)}; "
-        f"parts {s.done}/{s.total_parts} done, {active} active, {s.failed} failed"
-        + (f", {s.locked} locked" if s.locked else "")
-    )
+    return _join_fields(_transfer_fields(s))
 
 
-def _transfer_table(s: TransferSnapshot) -> Any:
+def _fit_total_line(s: TransferSnapshot, width: int) -> tuple[int, str]:
+    """(the bar's width, 0 for no bar; the text) of the live view's total line in ``width`` columns: the bar
+    shrinks first, then TOTAL_LINE_DROPS are given up in order; past the last, rich cuts the text short."""
+    fields = _transfer_fields(s)
+    for dropped in range(len(TOTAL_LINE_DROPS) + 1):
+        gone = TOTAL_LINE_DROPS[:dropped]
+        text = _join_fields({name: value for name, value in fields.items() if name not in gone})
+        room = width - len("total ") - len(text)  # left for the bar and the space after it
+        if "bar" in gone and room >= 0:
+            return 0, text
+        if "bar" not in gone and room - 1 >= MIN_TOTAL_BAR_WIDTH:
+            return min(TOTAL_BAR_WIDTH, room - 1), text
+    return 0, text  # narrower still: the fewest fields, cut short
+
+
+def _transfer_table(s: TransferSnapshot, width: int) -> Any:
     """The live view: a row per active part (the first 20) over the total line; with no part active (the
     final view, a hand-over) only the total line, never a table header with nothing under it."""
     from rich.console import Group
@@ -294,9 +333,13 @@ def _transfer_table(s: TransferSnapshot) -> Any:
         bar = ProgressBar(total=total or 1, completed=p.completed if total else 0, width=30)
         pct = f"{100 * p.completed / total:5.1f}%" if total else "   ?"
         table.add_row(p.name, bar, pct, human_bytes(p.total), f"{human_bytes(p.speed)}/s", str(p.connections), p.message)
-    overall = ProgressBar(total=s.total_bytes or 1, completed=s.completed_bytes if s.total_bytes else 0, width=30)
+    bar_width, text = _fit_total_line(s, width)
     footer = Table.grid(padding=(0, 1))
-    footer.add_row(Text("total", style="bold"), overall, Text(transfer_line(s), overflow="fold"))
+    cells: list[Any] = [Text("total", style="bold")]
+    if bar_width:
+        cells.append(ProgressBar(total=s.total_bytes or 1, completed=s.completed_bytes if s.total_bytes else 0,
+                                 width=bar_width))
+    footer.add_row(*cells, Text(text, no_wrap=True, overflow="ellipsis"))
     return Group(table, footer) if shown else footer
 
 
@@ -347,6 +390,7 @@ class _LineProgress:
         self.nbytes = 0
         self.started = time.monotonic()
         self._last = self.started
+        self._reported: tuple[int, int] | None = None  # (files, bytes) of the last line written
         self._guard = threading.Lock()
 
     def advance(self, files: int = 0, nbytes: int = 0) -> None:
@@ -360,21 +404,40 @@ class _LineProgress:
         self._report()
 
     def _report(self, final: bool = False) -> None:
-        elapsed = max(1e-9, time.monotonic() - self.started)
-        rate = self.files / elapsed
-        eta = (self.total - self.files) / rate if self.total and rate > 0 else None
+        """A progress line. The final one is left out when the last line said the same counts (extract hands
+        its leftover counts over just before it closes, which can print that line), and claims no time left
+        only for finished work."""
+        with self._guard:
+            files, nbytes = self.files, self.nbytes
+            if final and self.console.mode != "json" and self._reported == (files, nbytes):
+                return
+            self._reported = (files, nbytes)
+        rate = files / max(1e-9, time.monotonic() - self.started)
+        eta = self._eta(files, rate, final)
         if self.console.mode == "json":
             self.console.emit_json(
-                {"type": "progress", "stage": self.label, "files": self.files, "total_files": self.total,
-                 "bytes": self.nbytes, "files_per_s": round(rate, 1), "eta_seconds": eta, "final": final}
+                {"type": "progress", "stage": self.label, "files": files, "total_files": self.total,
+                 "bytes": nbytes, "files_per_s": round(rate, 1), "eta_seconds": eta, "final": final}
             )
             return
         total = f"/{self.total}" if self.total is not None else ""
-        percent = f" ({100 * self.files / self.total:.0f}%)" if self.total else ""
+        percent = f" ({100 * files / self.total:.0f}%)" if self.total else ""
         self.console._plain_line(
-            f"INFO    {self.label}: {self.files}{total} files{percent}, {human_bytes(self.nbytes)}, "
-            f"{rate:.0f} files/s, ETA {human_duration(eta) if not final else '0s'}"
+            f"INFO    {self.label}: {files}{total} files{percent}, {human_bytes(nbytes)}, {rate:.0f} files/s"
+            + self._ending(eta, final)
         )
+
+    def _eta(self, files: int, rate: float, final: bool) -> float | None:
+        """Seconds left; at the end 0 only if every file expected came (an interrupted run's work is unfinished)."""
+        if final:
+            return 0.0 if self.total is not None and files >= self.total else None
+        return (self.total - files) / rate if self.total and rate > 0 else None
+
+    def _ending(self, eta: float | None, final: bool) -> str:
+        """The time left rounded up to whole seconds, so that work left never reads ``ETA 0s`` (as 0.8 s did)."""
+        if not final or eta is not None:
+            return f", ETA {human_duration(None if eta is None else math.ceil(eta))}"
+        return "" if self.total is None else ", unfinished"  # with no count expected, no claim either way
 
     def close(self) -> None:
         self._report(final=True)

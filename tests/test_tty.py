@@ -2,7 +2,8 @@
 
 rich (the live download view) and tqdm (the file-count bars) draw with carriage returns and cursor moves,
 so a captured byte stream says little; ``Screen`` replays it the way a terminal does (the few controls
-they use) and the tests look at the lines a user is left with.
+they use) and the tests look at the lines a user is left with. The last test is the other side: no terminal
+at all (cron), where the same progress is a timestamped line now and then.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import fcntl
 import os
 import re
 import select
+import signal
 import struct
 import subprocess
 import termios
@@ -21,7 +23,9 @@ from pathlib import Path
 import pytest
 
 from sa1b_cli.errors import ExitStatus
-from sa1b_cli.testing.processes import sa1b_command, sa1b_env
+from sa1b_cli.testing.cdn import FakeCDN
+from sa1b_cli.testing.generator import PartInfo, make_parts
+from sa1b_cli.testing.processes import run_sa1b, sa1b_command, sa1b_env
 
 COLUMNS, ROWS = 120, 40
 TABLE_HEADER = re.compile(r"^\s*part\s+progress\s+done\s+size\s+speed\s+conns\s*$")
@@ -91,11 +95,13 @@ def _controlling_terminal() -> None:
     fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 
 
-def run_in_terminal(*args: str | Path, ctrl_c_after: str | None = None, timeout: float = 120) -> TerminalRun:
-    """``sa1b ARGS`` on a 120x40 pseudo-terminal; with ``ctrl_c_after``, Ctrl-C is typed once that text is drawn."""
+def run_in_terminal(*args: str | Path, ctrl_c_after: str | None = None, timeout: float = 120,
+                    columns: int = COLUMNS) -> TerminalRun:
+    """``sa1b ARGS`` on a pseudo-terminal ``columns`` wide (40 rows); with ``ctrl_c_after``, Ctrl-C is typed once
+    that text is drawn."""
     master, slave = os.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", ROWS, COLUMNS, 0, 0))
-    env = sa1b_env({"TERM": "xterm-256color", "COLUMNS": str(COLUMNS), "LINES": str(ROWS)})
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", ROWS, columns, 0, 0))
+    env = sa1b_env({"TERM": "xterm-256color", "COLUMNS": str(columns), "LINES": str(ROWS)})
     proc = subprocess.Popen(sa1b_command(*args), stdin=slave, stdout=slave, stderr=slave, env=env,
                             start_new_session=True, preexec_fn=_controlling_terminal)  # noqa: PLW1509
     os.close(slave)
@@ -142,6 +148,32 @@ def test_the_live_download_view_ends_as_one_total_line_without_an_empty_table_he
     assert any(line.startswith("download: 3/3 parts complete") for line in screen), "\n".join(screen)
 
 
+def _drawn_lines(raw: str) -> list[str]:
+    """Every line drawn in any frame of the output (colours and cursor moves left out), in order."""
+    return [line.rstrip() for line in re.split(r"[\r\n]+", CSI.sub("", raw)) if line.strip()]
+
+
+@pytest.mark.parametrize("columns", [120, 80])
+def test_the_live_view_total_line_fits_the_terminal_and_never_wraps(cdn: FakeCDN, small_parts: list[PartInfo],
+                                                                     tmp_path: Path, columns: int) -> None:
+    """12 parts of 100 KiB and more in all: the full total line is 121 columns or wider, which rich folded at
+    a word (``… 0`` on one line, ``failed`` on the next); each frame's line is shortened to fit instead,
+    the failed count always kept."""
+    for part in make_parts(tmp_path / "more", 9, 12, first_part=3, masks_per_image=3, seed=2):
+        cdn.add_file(part.name, part.path)
+    links = cdn.write_links(tmp_path / "segment_anything_links.txt")
+    run = run_in_terminal("download", links, "-d", tmp_path / "root", columns=columns)
+    shown = "\n".join(run.screen)
+    assert run.returncode == 0, shown
+    totals = [line for line in _drawn_lines(run.raw) if line.startswith("total ")]
+    assert totals, shown
+    for line in totals:
+        assert len(line) <= columns and re.search(r"parts \d+/12 done, .*\d+ failed$", line), (line, shown)
+    final = [line for line in run.screen if line.startswith("total ")]
+    assert len(final) == 1 and "parts 12/12 done" in final[0] and final[0].endswith(" 0 failed"), shown
+    assert not [line for line in run.screen if line.strip() == "failed"], shown
+
+
 def test_the_demo_on_a_terminal_writes_each_event_on_its_own_line_over_the_file_bars(tmp_path: Path) -> None:
     """Events said while tqdm draws a bar (a part extracted) lift the bar, not glue onto it; each download's
     view ends as its one total line."""
@@ -176,3 +208,33 @@ def test_ctrl_c_in_the_demo_puts_each_warning_and_the_error_on_its_own_line(tmp_
     assert len(errors) == 1 and errors[0].startswith("sa1b: error: interrupted; state saved"), shown
     assert all(line.startswith("warning: ") for line in screen if "warning:" in line), shown
     assert [line for line in screen if re.search(r"(failed|file/s[^\]]*\])(?!\^C)\S", line)] == [], shown
+
+
+def test_an_interrupted_extract_under_cron_ends_its_progress_once_without_claiming_no_time_left(
+        cdn: FakeCDN, tmp_path: Path) -> None:
+    """stdout and stderr to pipes, a line every 0.1 s, SIGINT once the first is written: the line closing the
+    display said the count of the last periodic line again, and both read ``ETA 0s`` (the time left cut
+    to whole seconds, then claimed at the end whatever was left)."""
+    big = make_parts(tmp_path / "big", 1, 3000, first_part=7, masks_per_image=1, seed=3)[0]
+    cdn.add_file(big.name, big.path)
+    links = cdn.write_links(tmp_path / "links.txt", names=[big.name])
+    root = tmp_path / "root"
+    assert run_sa1b("download", links, "-d", root).returncode == 0
+    proc = subprocess.Popen(sa1b_command("extract", "-d", root, "--jobs", "1", "--log-interval", "0.1"),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=sa1b_env())
+    assert proc.stderr is not None
+    lines = []
+    for line in proc.stderr:
+        lines.append(line)
+        if " extract: " in line:
+            proc.send_signal(signal.SIGINT)
+            break
+    out, rest = proc.communicate(timeout=60)
+    lines += rest.splitlines(keepends=True)
+    shown = "".join(lines) + out
+    assert proc.returncode == ExitStatus.INTERRUPTED, shown  # stopped with work left, not finished first
+    progress = [re.search(r" extract: (\d+)/6000 files .*", line) for line in lines]
+    counts = [int(found.group(1)) for found in progress if found]
+    assert counts and len(set(counts)) == len(counts) and max(counts) < 6000, shown
+    assert not [found for found in progress if found and found.group(0).endswith("ETA 0s")], shown
+    assert lines[-1].startswith("sa1b: error: interrupted"), shown
