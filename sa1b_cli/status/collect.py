@@ -21,46 +21,28 @@ from sa1b_cli.aria2_control import read_control_file
 from sa1b_cli.links import PART_NAME, LinksFile
 from sa1b_cli.status.model import EXPECTED_PAIRS, PartStatus, StatusReport
 from sa1b_cli.store.knowledge import Knowledge, read_knowledge
-from sa1b_cli.store.parts import PartState, Phase, TarFile
+from sa1b_cli.store.parts import PartState, Phase, StoreSnapshot, TarFile
 from sa1b_cli.store.paths import RootPaths
-from sa1b_cli.store.receipts import DownloadReceipt, ExtractReceipt, ReceiptStore, Stage, VerifyReceipt
+from sa1b_cli.store.receipts import ReceiptStore, Stage, VerifyReceipt
 from sa1b_cli.store.runs import ActivePart, RunInfo, read_runs, scan
 
 
 @dataclass
 class _Snapshot:
-    """Everything read from the store once, before any part is looked at."""
+    """Everything read from the store once, before any part is looked at: the store's own snapshot
+    (receipts, failures, ``tars/``) and what status alone needs besides."""
 
-    paths: RootPaths
-    receipts: ReceiptStore
-    downloads: dict[str, DownloadReceipt]
-    extracts: dict[str, ExtractReceipt]
-    verifies: dict[str, VerifyReceipt]
-    download_failed: set[str]
-    extract_failed: set[str]
+    store: StoreSnapshot
     download_receipt_files: set[str]  # also receipts that prove nothing: the part was touched
-    tar_files: set[str]
-    control_files: set[str]
     knowledge: Knowledge
 
     @classmethod
     def read(cls, paths: RootPaths) -> "_Snapshot":
         receipts = ReceiptStore(paths)
-        tar_files, control_files = _tar_dir_names(paths)
-        return cls(paths, receipts, receipts.all(DownloadReceipt), receipts.all(ExtractReceipt),
-                   receipts.all(VerifyReceipt), receipts.failed_parts(Stage.DOWNLOAD),
-                   receipts.failed_parts(Stage.EXTRACT), receipts.named(Stage.DOWNLOAD), tar_files, control_files,
-                   read_knowledge(paths))
+        return cls(StoreSnapshot.read(receipts), receipts.named(Stage.DOWNLOAD), read_knowledge(paths))
 
     def part_state(self, name: str) -> PartState:
-        on_disk = name in self.tar_files or name in self.control_files
-        tar = TarFile.of(self.paths, name) if on_disk else TarFile(None, False)
-        return PartState(
-            name=name, download=self.downloads.get(name), extract=self.extracts.get(name),
-            verify=self.verifies.get(name), tar=tar,
-            download_failure=self.receipts.read_failure(Stage.DOWNLOAD, name) if name in self.download_failed else None,
-            extract_failure=self.receipts.read_failure(Stage.EXTRACT, name) if name in self.extract_failed else None,
-        )
+        return self.store.state(name)
 
 
 def collect_status(
@@ -93,9 +75,10 @@ def _part_names(snapshot: _Snapshot, links: LinksFile | None, part_list: list[st
     """The job's part list and every part some file names (a file in ``tars/`` only when it is named
     like a part or is an extra of the links file)."""
     known_extras = {e.name for e in links.extras} if links else set()
-    on_disk = {n for n in snapshot.tar_files | snapshot.control_files if PART_NAME.match(n) or n in known_extras}
-    return on_disk.union(snapshot.download_receipt_files, snapshot.downloads, snapshot.extracts, snapshot.verifies,
-                         snapshot.download_failed, snapshot.extract_failed, part_list or ())
+    store = snapshot.store
+    on_disk = {n for n in store.tar_files | store.control_files if PART_NAME.match(n) or n in known_extras}
+    return on_disk.union(snapshot.download_receipt_files, store.downloads, store.extracts, store.verifies,
+                         *store.failed.values(), part_list or ())
 
 
 def _part_status(snapshot: _Snapshot, name: str, active: tuple[RunInfo, ActivePart] | None) -> PartStatus:
@@ -117,7 +100,7 @@ def _part_status(snapshot: _Snapshot, name: str, active: tuple[RunInfo, ActivePa
         if phase in (Phase.DOWNLOAD_FAILED, Phase.PARTIAL, Phase.UNCONFIRMED, Phase.PENDING):
             part.state = Phase.DOWNLOADING.value
     if not part.downloaded and state.tar.has_control_file and (part.completed_bytes is None or part.size is None):
-        _fill_from_control_file(snapshot.paths, part, state.tar)
+        _fill_from_control_file(snapshot.store.receipts.paths, part, state.tar)
     if part.size is None and not part.downloaded:
         part.size = snapshot.knowledge.sizes.get(name, state.download.size if state.download else None)
     _add_stage_outcomes(part, state)
@@ -156,20 +139,6 @@ def _fill_from_control_file(paths: RootPaths, part: PartStatus, tar: TarFile) ->
     part.size = part.size if part.size is not None else info.total_length
     if part.completed_bytes is None:
         part.completed_bytes = min(info.completed_length, tar.size or 0)
-
-
-def _tar_dir_names(paths: RootPaths) -> tuple[set[str], set[str]]:
-    """(data file names, names that have an aria2 control file) in ``tars/``."""
-    data_files: set[str] = set()
-    controlled: set[str] = set()
-    for entry in scan(paths.tars):
-        if entry.startswith("."):
-            continue
-        if entry.endswith(".aria2"):
-            controlled.add(entry[: -len(".aria2")])
-        else:
-            data_files.add(entry)
-    return data_files, controlled
 
 
 def _links_expiry(links: LinksFile | None, runs: list[RunInfo]) -> tuple[datetime | None, datetime | None, str | None]:

@@ -142,19 +142,56 @@ def part_state(receipts: ReceiptStore, name: str, tar: TarFile | None = None) ->
     )
 
 
+@dataclass(frozen=True)
+class StoreSnapshot:
+    """Every stage's receipts, the failure records' names and the names in ``tars/``, each read once,
+    for runs that derive the state of many parts (status, verify): no three receipt files opened and
+    no ``stat`` per part; a part is stat'ed only when ``tars/`` holds a file of it."""
+
+    receipts: ReceiptStore
+    downloads: dict[str, DownloadReceipt]
+    extracts: dict[str, ExtractReceipt]
+    verifies: dict[str, VerifyReceipt]
+    failed: dict[Stage, set[str]]
+    tar_files: set[str]  # data file names in tars/ (hidden temporary files left out)
+    control_files: set[str]  # names with an aria2 control file beside them
+
+    @classmethod
+    def read(cls, receipts: ReceiptStore) -> "StoreSnapshot":
+        tar_files, control_files = _tar_dir_names(receipts.paths)
+        return cls(receipts, receipts.all(DownloadReceipt), receipts.all(ExtractReceipt), receipts.all(VerifyReceipt),
+                   {stage: receipts.failed_parts(stage) for stage in (Stage.DOWNLOAD, Stage.EXTRACT)},
+                   tar_files, control_files)
+
+    def state(self, name: str) -> PartState:
+        """The state of part ``name`` by the same derivation as :func:`part_state`."""
+        on_disk = name in self.tar_files or name in self.control_files
+        return PartState(name, self.downloads.get(name), self.extracts.get(name), self.verifies.get(name),
+                         TarFile.of(self.receipts.paths, name) if on_disk else TarFile(None, False),
+                         self._failure(Stage.DOWNLOAD, name), self._failure(Stage.EXTRACT, name))
+
+    def _failure(self, stage: Stage, name: str) -> FailureRecord | None:
+        return self.receipts.read_failure(stage, name) if name in self.failed[stage] else None
+
+
 def part_states(receipts: ReceiptStore, names: Iterable[str]) -> dict[str, PartState]:
-    """The state of each part of ``names`` by the same derivation as :func:`part_state`, each stage's
-    receipts read once (a run over the whole dataset opens no three receipt files per part)."""
-    downloads, extracts = receipts.all(DownloadReceipt), receipts.all(ExtractReceipt)
-    verifies = receipts.all(VerifyReceipt)
-    failed = {stage: receipts.failed_parts(stage) for stage in (Stage.DOWNLOAD, Stage.EXTRACT)}
+    """The state of each part of ``names``, from one :class:`StoreSnapshot`."""
+    snapshot = StoreSnapshot.read(receipts)
+    return {name: snapshot.state(name) for name in names}
 
-    def failure(stage: Stage, name: str) -> FailureRecord | None:
-        return receipts.read_failure(stage, name) if name in failed[stage] else None
 
-    return {name: PartState(name, downloads.get(name), extracts.get(name), verifies.get(name),
-                            TarFile.of(receipts.paths, name), failure(Stage.DOWNLOAD, name), failure(Stage.EXTRACT, name))
-            for name in names}
+def _tar_dir_names(paths: RootPaths) -> tuple[set[str], set[str]]:
+    """(data file names, names that have an aria2 control file) in ``tars/``."""
+    data_files: set[str] = set()
+    controlled: set[str] = set()
+    for entry in _entry_names(paths.tars):
+        if entry.startswith("."):
+            continue
+        if entry.endswith(".aria2"):
+            controlled.add(entry[: -len(".aria2")])
+        else:
+            data_files.add(entry)
+    return data_files, controlled
 
 
 def parts_under_root(receipts: ReceiptStore) -> set[str]:
