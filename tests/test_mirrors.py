@@ -209,9 +209,14 @@ def test_a_mirror_redirect_target_that_expires_mid_transfer_is_resumed(tmp_path:
     src = tmp_path / "src"
     big = random_part(src, 0, 10)
     size = big.stat().st_size
-    with FakeCDN(src) as cdn, FakeMirror(src, target_ttl=1.5) as mirror:
+    # A target's expiry is a whole second (``oe``, as Meta's), so a ttl of T lives between T-1 and T seconds. At 1 MB/s
+    # per connection each first GET is cut at 2 s; the connection that finishes its 2.2 MB remainder first then asks
+    # for the other's last half on a target resolved at least 2.2 s before: past even the longest 1.9 s. Every GET
+    # before that is within 0.1 s of its resolve, well inside the shortest 0.9 s. (With a ttl of 1.5 s at 1.5 MB/s the
+    # second request could come 1.47 s after its resolve and meet no 403: one red full suite in twelve.)
+    with FakeCDN(src) as cdn, FakeMirror(src, target_ttl=1.9) as mirror:
         links = cdn.write_links(tmp_path / "links.txt", expires_at=time.time() - 3600)
-        mirror.storage.set_faults(None, Faults(rate_limit_bytes_per_s=1_500_000, drop_after_bytes=2_000_000, drop_count=2))
+        mirror.storage.set_faults(None, Faults(rate_limit_bytes_per_s=1_000_000, drop_after_bytes=2_000_000, drop_count=2))
         root = tmp_path / "root"
         result = run_sa1b("download", links, "-d", root, "--mirror", mirror.template, "-x", "2", "--min-split-size", "1M",
                           "--retry-wait", "0.2")
