@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import multiprocessing
 import pickle
 import re
 from pathlib import Path
@@ -80,6 +82,27 @@ def test_export_dataset_is_map_style_and_pickles_without_open_files(root: RootPa
     assert image.size == (160, 120)
     by_key = {s.key: s for s in PartsDataset(root.root)}
     assert all(s.jpg == by_key[s.key].jpg and s.annotation == by_key[s.key].annotation for s in dataset)
+
+
+def _keys_and_digests(dataset: ExportDataset, indices: list[int]) -> list[tuple[str, str, int]]:
+    """What a DataLoader worker does with its share of a map-style dataset: index it, decode the masks."""
+    return [(s.key, hashlib.sha256(s.jpg).hexdigest(), int(s.decode_masks().sum())) for s in map(dataset.__getitem__, indices)]
+
+
+@pytest.mark.parametrize("start_method", ["fork", "spawn"])
+def test_export_dataset_in_worker_processes_gives_what_one_process_does(exported: Path, start_method: str) -> None:
+    """torch's DataLoader workers are forked (Linux) or spawned processes handed the dataset; torch is not a
+    test dependency, so its workers are played by a process pool of the same start methods. The parent reads
+    some shards' headers first, as a main process that peeks at ``dataset[0]`` does, so a forked worker
+    inherits that cache."""
+    dataset = ExportDataset(exported)
+    assert dataset[0].key == "sa_1"
+    shares = [list(range(worker, IMAGES, 3)) for worker in range(3)]
+    with multiprocessing.get_context(start_method).Pool(3) as pool:
+        in_workers = pool.starmap(_keys_and_digests, [(dataset, share) for share in shares])
+    alone = _keys_and_digests(ExportDataset(exported), list(range(IMAGES)))
+    assert sorted(sum(in_workers, [])) == sorted(alone) and len(alone) == IMAGES
+    assert all(masks > 0 for _key, _digest, masks in alone)
 
 
 def test_extracted_dataset_gives_the_parts_samples(tmp_path: Path) -> None:
