@@ -46,7 +46,8 @@ def _json_lines(text: str) -> list[dict]:
 
 
 def _commands() -> dict[str, click.Command]:
-    return dict(cli.commands)  # type: ignore[attr-defined]
+    ctx = click.Context(cli)
+    return {name: cli.get_command(ctx, name) for name in cli.list_commands(ctx)}  # type: ignore[misc]
 
 
 # -- one exit-status policy --------------------------------------------------------------------------------

@@ -210,7 +210,8 @@ def test_json_mode_writes_only_json_lines_to_stdout() -> None:
 
 
 def _commands() -> dict[str, click.Command]:
-    return dict(cli.commands)  # type: ignore[attr-defined]
+    ctx = click.Context(cli)
+    return {name: cli.get_command(ctx, name) for name in cli.list_commands(ctx)}  # type: ignore[misc]
 
 
 def test_every_command_is_documented_in_the_readme() -> None:

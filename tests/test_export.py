@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from sa1b_cli.cli import cli
+from sa1b_cli.cli.export import export_command
 from sa1b_cli.errors import ExitStatus
 from sa1b_cli.export.plan import Subset, sample_key
 from sa1b_cli.export.run import ExportRequest, export
@@ -32,7 +32,6 @@ from sa1b_cli.store.paths import RootPaths
 from sa1b_cli.testing.generator import make_parts, write_part
 from sa1b_cli.testing.processes import sa1b_command, sa1b_env
 
-export_command = cli.commands["export"]
 PARTS = 3
 PAIRS = 12
 

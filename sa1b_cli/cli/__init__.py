@@ -2,8 +2,8 @@
 
 Nothing here downloads, extracts or verifies; each command's module names the core it calls.
 ``options`` holds the shared options and their environment variables, ``edge`` the one place
-where the environment is read and errors and exit codes leave. Commands are registered in
-``COMMANDS`` below.
+where the environment is read and errors and exit codes leave. Commands are named in ``COMMANDS``
+below and imported only when one runs.
 """
 
 from __future__ import annotations
@@ -15,17 +15,22 @@ import sys
 import click
 
 from sa1b_cli import __version__
-from sa1b_cli.cli.demo import demo_command
-from sa1b_cli.cli.download import download_command
 from sa1b_cli.cli.edge import Sa1bGroup
-from sa1b_cli.cli.export import export_command
-from sa1b_cli.cli.links import links_command
 from sa1b_cli.cli.options import CONTEXT_SETTINGS, console_options
-from sa1b_cli.cli.records import manifest_command, status_command
-from sa1b_cli.cli.stages import extract_command, verify_command
+
+COMMANDS = {  # name -> where it is defined
+    "demo": "sa1b_cli.cli.demo:demo_command",
+    "download": "sa1b_cli.cli.download:download_command",
+    "export": "sa1b_cli.cli.export:export_command",
+    "extract": "sa1b_cli.cli.stages:extract_command",
+    "links": "sa1b_cli.cli.links:links_command",
+    "manifest": "sa1b_cli.cli.records:manifest_command",
+    "status": "sa1b_cli.cli.records:status_command",
+    "verify": "sa1b_cli.cli.stages:verify_command",
+}
 
 
-@click.group(cls=Sa1bGroup, context_settings=CONTEXT_SETTINGS)
+@click.group(cls=Sa1bGroup, context_settings=CONTEXT_SETTINGS, lazy_commands=COMMANDS)
 @click.version_option(__version__, prog_name="sa1b")
 @console_options
 def cli(debug: bool, json_output: bool, quiet: bool) -> None:
@@ -45,13 +50,6 @@ def cli(debug: bool, json_output: bool, quiet: bool) -> None:
     several reports the worst: 1, 2, 130, 6, 9, 5, 7, 3, 8, 4, then 0.
     """
 
-
-COMMANDS: list[click.Command] = [
-    download_command, links_command, manifest_command, status_command, extract_command, demo_command, verify_command,
-    export_command,
-]
-for _command in COMMANDS:
-    cli.add_command(_command)
 
 
 def _interrupt_on_signal(signum: int, frame: object) -> None:

@@ -8,6 +8,7 @@ errors included, into one console error record, and exits with the status.
 from __future__ import annotations
 
 import functools
+import importlib
 import io
 import os
 import sys
@@ -96,7 +97,24 @@ def wants_json(arguments: Sequence[str], environ: Mapping[str, str]) -> bool:
 
 class Sa1bGroup(click.Group):
     """The command group whose usage errors (unknown option, bad value) go through the console too, and which
-    hands the process-wide settings of the environment (the RLE decoder) to the core before any command runs."""
+    hands the process-wide settings of the environment (the RLE decoder) to the core before any command runs.
+
+    Commands are named in ``lazy_commands`` (name -> ``"module:attribute"``) and imported when one runs or
+    ``--help`` lists them: ``sa1b status`` under cron does not load the download machinery, nor ``sa1b export``
+    the verifier's."""
+
+    def __init__(self, *args: Any, lazy_commands: Mapping[str, str] | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lazy_commands = dict(lazy_commands or {})
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(self.commands) | set(self.lazy_commands))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in self.lazy_commands:
+            module, attribute = self.lazy_commands[cmd_name].split(":")
+            self.add_command(getattr(importlib.import_module(module), attribute), cmd_name)
+        return super().get_command(ctx, cmd_name)
 
     def invoke(self, ctx: click.Context) -> Any:
         choose_rle_backend(process_environ())

@@ -172,7 +172,7 @@ class Timed:
     last_byte: float = float("nan")  # ... and the last one (downloads only)
 
 
-def _compile_sa1b() -> None:
+def compile_sa1b() -> None:
     """Give sa1b's modules their bytecode, as ``pip install`` does. From a source checkout
     (an editable install) under PYTHONDONTWRITEBYTECODE=1 every run would otherwise compile
     every module again: ~30-80 ms of start-up a user's installed sa1b never pays."""
@@ -189,7 +189,7 @@ class Runner:
         self.log = workdir / "bench.log"
         self.env = child_env()
         self.usage_file = workdir / "usage.json"
-        _compile_sa1b()
+        compile_sa1b()
 
     def sa1b(self, *args: str) -> list[str]:
         return [sys.executable, "-c", SA1B_RUNNER, *args]
