@@ -105,6 +105,7 @@ class PartCheck:
     annotations: int = 0
     others: int = 0  # files that are neither images nor annotations
     other: list[str] = field(default_factory=list)  # the first OTHER_NAMES_KEPT of their names
+    member_sizes: list[tuple[str, int]] = field(default_factory=list, repr=False)  # every file, in tar order
 
 
 def check_part(path: Path, on_bytes: Callable[[int], None] | None = None, *, md5: bool = True) -> PartCheck:
@@ -148,6 +149,7 @@ def _count_members(reader: TarReader, check: PartCheck) -> None:
     for member in reader.members():
         if member.is_dir:
             continue
+        check.member_sizes.append((member.name, member.size))
         kind = member.kind
         if kind == "image":
             check.images += 1

@@ -342,8 +342,9 @@ class TarReader:
         self._left = 0
         return data
 
-    def copy_to(self, member: Member, fd: int) -> None:
-        """The member's data written to ``fd`` through one large reused buffer."""
+    def copy_to(self, member: Member, fd: int, at: int | None = None) -> None:
+        """The member's data written to ``fd`` through one large reused buffer: where ``fd`` stands, or
+        (``at``) from that offset of the file on, leaving ``fd``'s position alone."""
         self._check_current(member)
         view = self._view
         while self._left:
@@ -353,7 +354,10 @@ class TarReader:
                                  f"({member.size - self._left} of {member.size} bytes)")
             written = 0
             while written < n:
-                written += os.write(fd, view[written:n])
+                if at is None:
+                    written += os.write(fd, view[written:n])
+                else:
+                    written += os.pwrite(fd, view[written:n], at + member.size - self._left + written)
             self._left -= n
             self.offset += n
 

@@ -6,9 +6,10 @@ order rotates every repeat) so slow phases of a shared machine hit both alike; f
 
 1. Export of one part vs the repack users do today: ``tar -xzf`` into a folder, then
    ``tar --sort=name -cf`` of it (``+ sync`` too: ``sync`` of the repacked tar, as sa1b syncs every shard
-   before publishing it). The export held in memory (a part this small fits the budget) and spilled (how
-   a real 11 GB part goes) are both timed.
-2. Export throughput vs ``sa1b extract`` of the same parts (both ``-j 2``).
+   before publishing it). The export as a download leaves parts (with their member lists: each member written
+   straight to its place) and "read first" (parts checked by an sa1b that kept no member lists: a part's
+   kept members held in memory within a 256 MiB budget, spilled beyond it, as 1 GB parts are) are both timed.
+2. Export throughput vs ``sa1b extract`` of the same parts (both ``-j 2``), both ways again.
 3. Mask decode through ``sa1b_cli.dataset`` vs ``pycocotools.mask.decode``, per mask, at SA-1B's
    image size (1500x2250) with 100 masks an image; once as returned, once with every mask read
    (its pixel sum), so lazily zeroed pages are paid for too.
@@ -48,19 +49,11 @@ from pycocotools import mask as coco_mask  # noqa: E402
 from sa1b_cli.export.masks import decode_mask, decode_masks  # noqa: E402
 from sa1b_cli.integrity import check_part  # noqa: E402
 from sa1b_cli.store import DownloadReceipt, ReceiptStore  # noqa: E402
+from sa1b_cli.store.members import write_member_list  # noqa: E402
 from sa1b_cli.store.paths import RootPaths  # noqa: E402
 from sa1b_cli.testing.generator import make_annotation, make_parts  # noqa: E402
 
 SA1B = [sys.executable, "-m", "sa1b_cli"]
-# The export of one part with no memory budget, through its spill file as every real (11 GB) part goes; the
-# command's modules are imported first so that start-up costs what the command's does.
-SPILLED_EXPORT = """import sys
-from pathlib import Path
-import sa1b_cli.cli
-from sa1b_cli.export.run import ExportRequest, export
-from sa1b_cli.store.paths import RootPaths
-export(RootPaths(Path(sys.argv[1])), ExportRequest(Path(sys.argv[2]), jobs=1, memory_budget=0))
-"""
 
 
 def prepare(workdir: Path, parts: int, pairs: int) -> Path:
@@ -76,14 +69,17 @@ def prepare(workdir: Path, parts: int, pairs: int) -> Path:
     return parts_dir
 
 
-def downloaded_root(parts_dir: Path, root: Path, names: list[str]) -> RootPaths:
-    """A ROOT holding ``names`` (hard links, no copy) with their download receipts."""
+def downloaded_root(parts_dir: Path, root: Path, names: list[str], member_lists: bool = True) -> RootPaths:
+    """A ROOT holding ``names`` (hard links, no copy) with their download receipts and, as ``sa1b download``
+    writes them, their member lists."""
     shutil.rmtree(root, ignore_errors=True)
     paths = RootPaths(root)
     paths.tars.mkdir(parents=True)
     for name in names:
         os.link(parts_dir / name, paths.tar(name))
         check = check_part(paths.tar(name), md5=False)
+        if member_lists:
+            write_member_list(paths, name, check.size, check.sha256, check.member_sizes)
         ReceiptStore(paths).write(DownloadReceipt(name, size=check.size, sha256=check.sha256, members=check.members,
                                                   images=check.images, annotations=check.annotations))
     return paths
@@ -121,15 +117,15 @@ def race(contenders: dict[str, Callable[[], float]], repeats: int) -> dict[str, 
 
 def one_part(parts_dir: Path, work: Path, repeats: int) -> tuple[dict[str, float], int]:
     name = "sa_000000.tar"
-    paths = downloaded_root(parts_dir, work / "root-one", [name])
+    roots = {"placed": downloaded_root(parts_dir, work / "root-one", [name]),
+             "read first": downloaded_root(parts_dir, work / "root-one-read", [name], member_lists=False)}
 
-    def export() -> float:
-        shutil.rmtree(work / "out", ignore_errors=True)
-        return wall([*SA1B, "export", "-d", str(paths.root), "-o", str(work / "out"), "-j", "1", "--quiet"], "export one")
-
-    def spilled() -> float:
-        shutil.rmtree(work / "out", ignore_errors=True)
-        return wall([sys.executable, "-c", SPILLED_EXPORT, str(paths.root), str(work / "out")], "export spilled")
+    def export(reads: str) -> Callable[[], float]:
+        def run() -> float:
+            shutil.rmtree(work / "out", ignore_errors=True)
+            return wall([*SA1B, "export", "-d", str(roots[reads].root), "-o", str(work / "out"), "-j", "1", "--quiet"],
+                        f"export one, {reads}")
+        return run
 
     def repack(sync: bool) -> Callable[[], float]:
         script = ('mkdir -p "$2" && tar -xzf "$1" -C "$2" && tar --sort=name -cf "$3" -C "$2" .'
@@ -138,28 +134,34 @@ def one_part(parts_dir: Path, work: Path, repeats: int) -> tuple[dict[str, float
         def run() -> float:
             shutil.rmtree(work / "x", ignore_errors=True)  # the last run's files go before the clock starts
             (work / "r.tar").unlink(missing_ok=True)
-            return wall(["bash", "-c", script, "repack", str(paths.tar(name)), str(work / "x"), str(work / "r.tar")],
+            return wall(["bash", "-c", script, "repack", str(parts_dir / name), str(work / "x"), str(work / "r.tar")],
                         "repack + sync" if sync else "repack")
         return run
 
-    times = race({"sa1b export": export, "sa1b export, spilled": spilled, "tar -xzf + tar --sort=name -cf": repack(False),
-                  "tar -xzf + tar --sort=name -cf + sync": repack(True)}, repeats)
-    return times, paths.tar(name).stat().st_size
+    times = race({"sa1b export": export("placed"), "sa1b export, read first": export("read first"),
+                  "tar -xzf + tar --sort=name -cf": repack(False), "tar -xzf + tar --sort=name -cf + sync": repack(True)},
+                 repeats)
+    return times, (parts_dir / name).stat().st_size
 
 
 def throughput(parts_dir: Path, work: Path, repeats: int) -> tuple[dict[str, float], int]:
     names = sorted(p.name for p in parts_dir.glob("*.tar"))
+    roots = {"placed": downloaded_root(parts_dir, work / "root-export", names),
+             "read first": downloaded_root(parts_dir, work / "root-export-read", names, member_lists=False)}
 
-    def export() -> float:
-        paths = downloaded_root(parts_dir, work / "root-export", names)
-        shutil.rmtree(work / "out", ignore_errors=True)
-        return wall([*SA1B, "export", "-d", str(paths.root), "-o", str(work / "out"), "-j", "2", "--quiet"], "export all")
+    def export(reads: str) -> Callable[[], float]:
+        def run() -> float:
+            shutil.rmtree(work / "out", ignore_errors=True)
+            return wall([*SA1B, "export", "-d", str(roots[reads].root), "-o", str(work / "out"), "-j", "2", "--quiet"],
+                        f"export all, {reads}")
+        return run
 
     def extract() -> float:
-        paths = downloaded_root(parts_dir, work / "root-extract", names)
+        paths = downloaded_root(parts_dir, work / "root-extract", names)  # anew: nothing extracted yet
         return wall([*SA1B, "extract", "-d", str(paths.root), "-j", "2", "--quiet"], "extract all")
 
-    times = race({"sa1b export": export, "sa1b extract": extract}, repeats)
+    times = race({"sa1b export": export("placed"), "sa1b export, read first": export("read first"),
+                  "sa1b extract": extract}, repeats)
     return times, sum((parts_dir / n).stat().st_size for n in names)
 
 
@@ -225,20 +227,19 @@ def main() -> int:
     print("| comparison | sa1b | other | ratio (other / sa1b) | target |")
     print("|---|---|---|---|---|")
     repack, synced = one["tar -xzf + tar --sort=name -cf"], one["tar -xzf + tar --sort=name -cf + sync"]
-    print(f"| export one part ({one_size / mb:.0f} MB) vs `tar -xzf` + `tar --sort=name -cf` | {one['sa1b export']:.2f} s "
-          f"| {repack:.2f} s ({synced:.2f} s + sync) | {repack / one['sa1b export']:.2f}x "
-          f"({synced / one['sa1b export']:.2f}x vs + sync) | >= 1.5x |")
-    print(f"| CPU seconds (user + system) of the same runs | {cpu('export one'):.2f} s | {cpu('repack'):.2f} s "
-          f"| {cpu('repack') / cpu('export one'):.2f}x | - |")
-    print(f"| the same, spilled (no memory budget: how an 11 GB real part goes) | {one['sa1b export, spilled']:.2f} s "
-          f"| {repack:.2f} s ({synced:.2f} s + sync) | {repack / one['sa1b export, spilled']:.2f}x "
-          f"({synced / one['sa1b export, spilled']:.2f}x vs + sync) | >= 1.5x |")
-    rate = many_size / mb / many["sa1b export"]
-    print(f"| export {args.parts} parts ({many_size / mb:.0f} MB) vs `sa1b extract`, -j 2 | {many['sa1b export']:.2f} s "
-          f"({rate:.0f} MB/s) | {many['sa1b extract']:.2f} s "
-          f"| {many['sa1b extract'] / many['sa1b export']:.2f}x | >= 0.9x |")
-    print(f"| CPU seconds (user + system) of the same runs | {cpu('export all'):.2f} s | {cpu('extract all'):.2f} s "
-          f"| {cpu('extract all') / cpu('export all'):.2f}x | - |")
+    for reads, label in (("placed", "sa1b export"), ("read first", "sa1b export, read first")):
+        print(f"| export one part ({one_size / mb:.0f} MB), {reads}, vs `tar -xzf` + `tar --sort=name -cf` "
+              f"| {one[label]:.2f} s | {repack:.2f} s ({synced:.2f} s + sync) | {repack / one[label]:.2f}x "
+              f"({synced / one[label]:.2f}x vs + sync) | >= 1.5x |")
+        print(f"| CPU seconds (user + system) of the same runs | {cpu(f'export one, {reads}'):.2f} s "
+              f"| {cpu('repack'):.2f} s | {cpu('repack') / cpu(f'export one, {reads}'):.2f}x | - |")
+    for reads, label in (("placed", "sa1b export"), ("read first", "sa1b export, read first")):
+        rate = many_size / mb / many[label]
+        print(f"| export {args.parts} parts ({many_size / mb:.0f} MB), {reads}, vs `sa1b extract`, -j 2 "
+              f"| {many[label]:.2f} s ({rate:.0f} MB/s) | {many['sa1b extract']:.2f} s "
+              f"| {many['sa1b extract'] / many[label]:.2f}x | >= 0.9x |")
+        print(f"| CPU seconds (user + system) of the same runs | {cpu(f'export all, {reads}'):.2f} s "
+              f"| {cpu('extract all'):.2f} s | {cpu('extract all') / cpu(f'export all, {reads}'):.2f}x | - |")
     for label, other in (("sa1b decode_mask, per mask", "pycocotools.mask.decode, per mask"),
                          ("sa1b decode_masks, per image", "pycocotools.mask.decode, per image")):
         print(f"| mask decode 1500x2250: {label} vs {other} | {masks[label] * 1e3:.2f} ms/mask "

@@ -16,7 +16,8 @@ from sa1b_cli.errors import ExitStatus
 from sa1b_cli.store.locks import PartLock
 from sa1b_cli.store.paths import RootPaths
 from sa1b_cli.testing.cdn import FakeCDN, Faults
-from sa1b_cli.testing.generator import PartInfo, random_part, write_md5sums
+from sa1b_cli.store.members import read_member_list
+from sa1b_cli.testing.generator import PartInfo, random_part, tar_member_sizes, write_md5sums
 from sa1b_cli.testing.processes import aria2c_pids, crash_download_midway, run_sa1b, start_sa1b, wait_for
 
 
@@ -418,6 +419,8 @@ def test_download_extract_checks_each_part_in_the_read_that_unpacks_it(
         alone = check_part(part.path)
         assert (receipt.size, receipt.md5, receipt.sha256) == (part.size, None, part.sha256)
         assert (receipt.members, receipt.images, receipt.annotations) == (alone.members, alone.images, alone.annotations)
+        listed = read_member_list(paths, receipt)  # what export plans from
+        assert listed is not None and list(listed.members) == tar_member_sizes(part.path) == alone.member_sizes
         extracted = ReceiptStore(paths).read(ExtractReceipt, part.name)
         assert extracted is not None and extracted.source_sha256 == part.sha256 and extracted.images == part.n_pairs
     assert not any(paths.tmp.iterdir())

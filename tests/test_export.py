@@ -28,6 +28,7 @@ from sa1b_cli.export.run import ExportRequest, export
 from sa1b_cli.extract import extract_parts
 from sa1b_cli.integrity import check_part
 from sa1b_cli.store import DownloadReceipt, PartLock, ReceiptStore
+from sa1b_cli.store.members import write_member_list
 from sa1b_cli.store.paths import RootPaths
 from sa1b_cli.testing.generator import make_parts, write_part
 from sa1b_cli.testing.processes import sa1b_command, sa1b_env
@@ -36,26 +37,32 @@ PARTS = 3
 PAIRS = 12
 
 
-def add_receipt(paths: RootPaths, name: str) -> None:
-    """The download receipt ``sa1b download`` writes after checking the part's bytes."""
+def add_receipt(paths: RootPaths, name: str, member_list: bool = True) -> None:
+    """The download receipt and member list ``sa1b download`` writes after checking the part's bytes
+    (``member_list=False``: a part checked by an sa1b before member lists, which export reads first)."""
     check = check_part(paths.tar(name))
+    if member_list:
+        write_member_list(paths, name, check.size, check.sha256, check.member_sizes)
     ReceiptStore(paths).write(DownloadReceipt(name, size=check.size, md5=check.md5, sha256=check.sha256,
                                               members=check.members, images=check.images,
                                               annotations=check.annotations))
 
 
-def downloaded_root(root: Path, parts: int = PARTS, pairs: int = PAIRS) -> RootPaths:
+def downloaded_root(root: Path, parts: int = PARTS, pairs: int = PAIRS, member_lists: bool = True) -> RootPaths:
     paths = RootPaths(root)
     paths.tars.mkdir(parents=True)
     for info in make_parts(paths.tars, parts, pairs, masks_per_image=3, seed=3):
-        add_receipt(paths, info.name)
+        add_receipt(paths, info.name, member_lists)
     return paths
 
 
-@pytest.fixture(scope="module")
-def root(tmp_path_factory: pytest.TempPathFactory) -> RootPaths:
-    """A ROOT of 3 downloaded parts (ids 1..36); tests only read it."""
-    return downloaded_root(tmp_path_factory.mktemp("export") / "root")
+READS = ["placed", "read first"]  # planned from member lists, members written in place / parts read first
+
+
+@pytest.fixture(scope="module", params=READS)
+def root(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> RootPaths:
+    """A ROOT of 3 downloaded parts (ids 1..36), with member lists or without; tests only read it."""
+    return downloaded_root(tmp_path_factory.mktemp("export") / "root", member_lists=request.param == "placed")
 
 
 def all_members(paths: RootPaths) -> dict[str, bytes]:
@@ -330,12 +337,14 @@ def start_export(paths: RootPaths, out: Path) -> subprocess.Popen[str]:
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=sa1b_env())
 
 
+@pytest.mark.parametrize("reads", READS)
 @pytest.mark.parametrize(("event", "signum"), [("part", signal.SIGKILL), ("shard", signal.SIGKILL),
                                               ("shard", signal.SIGINT)])
-def test_killed_mid_export_then_rerun_gives_the_uninterrupted_output(event: str, signum: int, tmp_path: Path) -> None:
+def test_killed_mid_export_then_rerun_gives_the_uninterrupted_output(event: str, signum: int, reads: str,
+                                                                     tmp_path: Path) -> None:
     """kill -9 (or Ctrl-C: exit 130) as soon as the export reports its first part read (or first shard
     published), then the same command again: the same files, byte for byte, as an uninterrupted run."""
-    paths = downloaded_root(tmp_path / "root", parts=3, pairs=16)
+    paths = downloaded_root(tmp_path / "root", parts=3, pairs=16, member_lists=reads == "placed")
     assert run_export(paths, tmp_path / "whole", "--samples-per-shard", "2", "-j", "1")[0] == 0
     out = tmp_path / "killed"
     process = start_export(paths, out)
@@ -360,3 +369,48 @@ def test_core_api_without_the_cli(root: RootPaths, tmp_path: Path) -> None:
     assert [r.first_id for r in result.records] == [4, 5]
     assert result.ids_missing == [99] and result.exit_status == ExitStatus.INCOMPLETE
     shutil.rmtree(tmp_path / "out")
+
+
+@pytest.mark.parametrize("args", [["--samples-per-shard", "5"], ["--shard-size", "40K", "--sample", "0.5", "--seed", "3"],
+                                  ["--sample", "7", "--parts", "1-2"], ["--ids", "IDS"]])
+def test_placed_from_member_lists_and_read_first_give_the_same_bytes(args: list[str], tmp_path: Path) -> None:
+    """The two ways to read the parts (planned from member lists with every member written in place; parts read
+    in full first) give the same files, byte for byte, for every kind of subset and cut."""
+    ids = tmp_path / "ids.txt"
+    ids.write_text("3\n4\n17\n18\n36\n")
+    args = [str(ids) if a == "IDS" else a for a in args]
+    outputs = {}
+    for reads in READS:
+        paths = downloaded_root(tmp_path / reads, member_lists=reads == "placed")
+        code, summary = run_export(paths, tmp_path / f"out-{reads}", *args)
+        assert code == 0 and summary["planned_from_member_lists"] is (reads == "placed")
+        out = tmp_path / f"out-{reads}"
+        outputs[reads] = {p.name: p.read_bytes() for p in sorted(out.iterdir()) if p.name != "sa1b-export.json"}
+        receipt = json.loads((out / "sa1b-export.json").read_text())
+        outputs[reads]["receipt"] = json.dumps({k: receipt[k] for k in ("settings", "samples", "bytes", "shards")}).encode()
+    assert outputs["placed"] == outputs["read first"] and len(outputs["placed"]) >= 4
+
+
+def test_a_member_list_of_other_bytes_is_not_used(tmp_path: Path) -> None:
+    """A member list whose sha256 is not the receipt's (the part was downloaded again since) is passed over: the
+    parts are read first, and the export is still right."""
+    paths = downloaded_root(tmp_path / "root", parts=2, pairs=4)
+    listed = paths.member_list("sa_000001.tar")
+    listed.write_text(listed.read_text().replace('"sha256":"', '"sha256":"0'))
+    code, summary = run_export(paths, tmp_path / "out")
+    assert code == 0 and summary["planned_from_member_lists"] is False and summary["samples"] == 8
+
+
+def test_a_part_that_differs_from_its_member_list_fails_and_publishes_nothing(tmp_path: Path) -> None:
+    """A member whose size is not the one its list gives (the tar changed behind its receipt): the part fails
+    with exit 3 naming it and the member; no shard is published, no temporary file is left."""
+    paths = downloaded_root(tmp_path / "root", parts=2, pairs=4)
+    listed = paths.member_list("sa_000000.tar")
+    data = json.loads(listed.read_text())
+    data["members"][0][1] += 1
+    listed.write_text(json.dumps(data))
+    out = tmp_path / "out"
+    code, summary = run_export(paths, out)
+    assert code == ExitStatus.PARTS_FAILED
+    assert "sa_000000.tar" in summary["message"] and data["members"][0][0] in summary["message"]
+    assert not list(out.glob("*.tar")) and not list(out.glob(".*.partial"))

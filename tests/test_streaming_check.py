@@ -19,7 +19,8 @@ from sa1b_cli.download import completed_prefix
 from sa1b_cli.integrity import ArchiveError, StreamingCheck, check_part
 from sa1b_cli.store.paths import RootPaths
 from sa1b_cli.testing.cdn import FakeCDN, Faults
-from sa1b_cli.testing.generator import PartInfo
+from sa1b_cli.store.members import read_member_list
+from sa1b_cli.testing.generator import PartInfo, tar_member_sizes
 from sa1b_cli.testing.processes import crash_download_midway, run_sa1b, wait_for
 
 
@@ -141,6 +142,8 @@ def test_parts_are_checked_while_they_download(small_parts: list[PartInfo], cdn:
         rec = ReceiptStore(RootPaths(root)).read(DownloadReceipt, part.name)
         assert rec.checked_while_downloading is True
         assert (rec.md5, rec.sha256, rec.images, rec.annotations) == (None, part.sha256, part.n_pairs, part.n_pairs)
+        listed = read_member_list(RootPaths(root), rec)  # what export plans from
+        assert listed is not None and list(listed.members) == tar_member_sizes(part.path)
 
 
 def test_a_corrupt_byte_in_the_middle_of_a_streamed_part_fails_it(tmp_path: Path) -> None:
@@ -192,3 +195,5 @@ def test_without_the_streaming_check_every_part_is_read_after_it_completes(
     for part in small_parts:
         rec = ReceiptStore(RootPaths(root)).read(DownloadReceipt, part.name)
         assert rec.checked_while_downloading is False and rec.sha256 == part.sha256
+        listed = read_member_list(paths, rec)
+        assert listed is not None and list(listed.members) == tar_member_sizes(part.path)

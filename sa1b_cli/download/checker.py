@@ -19,6 +19,7 @@ from sa1b_cli.links import PART_NAME, redact_url
 from sa1b_cli.sources import copy_local
 from sa1b_cli.aria2_control import read_control_file
 from sa1b_cli.store.atomic import Reservation
+from sa1b_cli.store.members import write_member_list
 from sa1b_cli.store.paths import RootPaths
 from sa1b_cli.store.parts import part_state
 from sa1b_cli.store.receipts import DownloadReceipt, ReceiptStore
@@ -180,6 +181,8 @@ class PartChecker:
             checked_while_downloading=read.streamed,
             checked_while_extracting=read.extracting,
         )
+        if check.member_sizes:  # first: a receipt then comes with its list, unless the disk is full
+            write_member_list(self.paths, name, check.size, check.sha256, check.member_sizes)
         self.receipts.write(receipt, reserved)
         return PartOutcome(name, Outcome.COMPLETE, size=check.size)
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -166,6 +166,18 @@ def read_part(source: PartSource, work: Path, subset: Subset, stop: threading.Ev
         index = _read_extracted(source, subset, stop, on_file)
     atomic_write_json(source.index_path(work), index.to_dict())
     return index
+
+
+def collect(part: str, subset: Subset, members: Iterable[tuple[str, int]]) -> PartIndex:
+    """The part's index from its member list (names and sizes in tar order), as reading it would give it."""
+    collector = _Collector(part, subset)
+    offset = 0
+    for name, size in members:
+        wanted = collector.wanted(name)
+        if wanted is not None:
+            collector.add(*wanted, offset, size)
+            offset += size
+    return collector.finish(TAR)
 
 
 class _Collector:

@@ -28,7 +28,7 @@ from typing import Any
 from sa1b_cli import __version__
 from sa1b_cli.errors import ExitStatus, Sa1bError, UsageError
 from sa1b_cli.events import FileProgress, NullReporter, Reporter
-from sa1b_cli.export import read
+from sa1b_cli.export import placed, read
 from sa1b_cli.export.memory import MEMORY_BUDGET, MemoryBudget
 from sa1b_cli.export.plan import Sample, Settings, ShardCut, Subset, shard_name
 from sa1b_cli.export.read import PartIndex, PartSource, PartUnreadable, choose_sources
@@ -99,6 +99,7 @@ class ExportResult:
     unreadable: list[str] = field(default_factory=list)  # annotations a mask filter could not parse
     other_members: int = 0
     already: bool = False
+    planned: bool = False  # every shard planned from the parts' member lists, each member written in place
     seconds: float = 0.0
     estimate: dict[str, Any] | None = None  # --dry-run: what the export would hold
 
@@ -119,7 +120,7 @@ class ExportResult:
             "out": str(self.out), "format": self.settings.format, "parts": len(self.settings.parts),
             "samples": self.samples, "bytes": self.bytes, "shards": len(self.records),
             "shards_written": self.shards_written, "shards_kept": self.shards_kept, "parts_read": self.parts_read,
-            "already": self.already, "ids_missing": self.ids_missing[:1000], "ids_missing_count": len(self.ids_missing),
+            "already": self.already, "planned_from_member_lists": self.planned, "ids_missing": self.ids_missing[:1000], "ids_missing_count": len(self.ids_missing),
             "skipped_parts": self.skipped_parts, "unpaired": self.unpaired[:1000],
             "unreadable": self.unreadable[:1000], "other_members": self.other_members,
             "subset": self.settings.subset.describe(), "seconds": round(self.seconds, 3),
@@ -155,8 +156,7 @@ def export(paths: RootPaths, request: ExportRequest, reporter: Reporter | None =
         previous = _check_settings(out, work, settings)
         if previous is not None:
             return _from_receipt(out, settings, previous, skipped)
-        run = _Run(paths, out, settings, sources, request.jobs, reporter, MemoryBudget(request.memory_budget))
-        result = run.execute()
+        result = _export(paths, out, settings, sources, request, reporter)
         result.skipped_parts, result.seconds = skipped, time.monotonic() - started
         _write_receipt(out, result, sources)
         _clear_work(work)
@@ -165,6 +165,38 @@ def export(paths: RootPaths, request: ExportRequest, reporter: Reporter | None =
     except OSError:
         pass
     return result
+
+
+def _export(paths: RootPaths, out: Path, settings: Settings, sources: list[PartSource], request: ExportRequest,
+            reporter: Reporter) -> ExportResult:
+    """Straight into place when the member lists plan it all (:mod:`.placed`), else parts read first."""
+    try:
+        placement = placed.plan(paths, sources, settings, out, out / WORK_DIR)
+    except ValueError as exc:
+        raise _state_mismatch(out, exc) from None
+    if placement is None:
+        return _Run(paths, out, settings, sources, request.jobs, reporter, MemoryBudget(request.memory_budget)).execute()
+    run = placed.PlacedExport(placement, sources, out, out / WORK_DIR, request.jobs, reporter, threading.Event())
+    progress = _Progress(reporter.files("export", sum(placement.members.values()) or None))
+    try:
+        records = run.run(progress.member)
+    except PartUnreadable as exc:
+        raise _part_failed(exc) from None
+    finally:
+        progress.close()
+    result = ExportResult(out, settings, records, parts_read=run.parts_read, shards_written=run.shards_written,
+                          shards_kept=len(records) - run.shards_written, planned=True)
+    return _conclude(result, list(placement.indices.values()))
+
+
+def _state_mismatch(out: Path, exc: ValueError) -> ExportConflict:
+    return ExportConflict(f"{out}: {exc}; the export state in {out / WORK_DIR} does not match these settings: "
+                          "remove the folder and export again")
+
+
+def _part_failed(exc: PartUnreadable) -> ExportFailed:
+    return ExportFailed(f"{exc}; the shards written so far are kept: run the export again once the part is fixed "
+                        "(sa1b verify / download)")
 
 
 def _canonical(settings: Settings) -> dict[str, Any]:
@@ -295,8 +327,7 @@ class _Run:
             try:
                 index = self.futures[name].result()
             except PartUnreadable as exc:
-                raise ExportFailed(f"{exc}; the shards written so far are kept: run the export again once "
-                                   "the part is fixed (sa1b verify / download)") from None
+                raise _part_failed(exc) from None
             self.indices[name] = index
             self.result.parts_read += 1
             self.reporter.event("part", f"{name}: {len(index.samples)} samples kept", part=name,
@@ -363,8 +394,7 @@ class _Run:
         try:
             record = writer.finish()
         except ValueError as exc:
-            raise ExportConflict(f"{self.out}: {exc}; the export state in {self.work} does not match these "
-                                 "settings: remove the folder and export again") from None
+            raise _state_mismatch(self.out, exc) from None
         if isinstance(writer, KeptShard):
             self.result.shards_kept += 1
         else:
@@ -400,19 +430,23 @@ class _Run:
         self.sources[part].spill_path(self.work).unlink(missing_ok=True)
 
     def _finish(self) -> ExportResult:
-        result = self.result
-        subset = self.settings.subset
-        indices = [self._index(name) for name in self.sources]
-        if subset.ids is not None:
-            found = {image_id for index in indices for image_id in index.listed_found}
-            result.ids_missing = sorted(subset.ids - found)
-        result.unpaired = [f"{i.part}: {name}" for i in indices for name in i.unpaired]
-        result.unreadable = [f"{i.part}: {name}" for i in indices for name in i.unreadable]
-        result.other_members = sum(i.other for i in indices)
-        if self.settings.format == "webdataset" and result.records:
-            write_wids_index(self.out, result.records)
-        write_sha256_manifest(self.out, result.records)
-        return result
+        return _conclude(self.result, [self._index(name) for name in self.sources])
+
+
+def _conclude(result: ExportResult, indices: list[PartIndex]) -> ExportResult:
+    """What the parts' indices tell of the export (ids not found, unpaired members...), then the wids index
+    and the sha256 manifest of its shards."""
+    subset = result.settings.subset
+    if subset.ids is not None:
+        found = {image_id for index in indices for image_id in index.listed_found}
+        result.ids_missing = sorted(subset.ids - found)
+    result.unpaired = [f"{i.part}: {name}" for i in indices for name in i.unpaired]
+    result.unreadable = [f"{i.part}: {name}" for i in indices for name in i.unreadable]
+    result.other_members = sum(i.other for i in indices)
+    if result.settings.format == "webdataset" and result.records:
+        write_wids_index(result.out, result.records)
+    write_sha256_manifest(result.out, result.records)
+    return result
 
 
 def _write_receipt(out: Path, result: ExportResult, sources: list[PartSource]) -> None:

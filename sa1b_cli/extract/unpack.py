@@ -124,7 +124,8 @@ def _read_part(job: Job, files_dir: Path) -> _Read:
         return _Read(unpacked, compressed)
     check = PartCheck(size=hashing.count, md5=digests[0], sha256=digests[1], compressed=compressed,
                       members=unpacked.members, images=unpacked.images, annotations=unpacked.annotations,
-                      others=len(unpacked.entries) - unpacked.images - unpacked.annotations)
+                      others=len(unpacked.entries) - unpacked.images - unpacked.annotations,
+                      member_sizes=[(entry.name, entry.size) for entry in unpacked.entries])
     return _Read(unpacked, compressed, check)
 
 

@@ -12,6 +12,7 @@ O_EXCL and never rewritten.
     ROOT/.sa1b/layout.json             the extraction layout, recorded once
     ROOT/.sa1b/receipts/<stage>/<part>.json   download / extract / verify receipts
     ROOT/.sa1b/failures/<stage>/<part>.json   last failure of a part (for ``status``)
+    ROOT/.sa1b/members/<part>.json     a checked part's member names and sizes (for ``export``)
     ROOT/.sa1b/locks/<part>.lock       per-part lock files
     ROOT/.sa1b/tmp/                    temporary extraction directories
     ROOT/.sa1b/runs/<host>-<pid>.json  live progress of running downloads (for ``status``)
@@ -110,6 +111,9 @@ class RootPaths:
     def receipts_dir(self, stage: str) -> Path:
         assert stage in STAGES, stage
         return self.state / "receipts" / stage
+
+    def member_list(self, name: str) -> Path:
+        return self.state / "members" / f"{part_stem(name)}.json"
 
     def failure(self, stage: str, name: str) -> Path:
         assert stage in STAGES, stage

@@ -318,6 +318,13 @@ def make_parts(directory: Path, n_parts: int, pairs_per_part: int | Sequence[int
     return parts
 
 
+def tar_member_sizes(path: Path) -> list[tuple[str, int]]:
+    """(name, size) of every regular file of a tar, in order, as Python's tarfile reads it: the independent
+    reading a member list is compared with."""
+    with tarfile.open(path) as archive:
+        return [(m.name.removeprefix("./"), m.size) for m in archive if m.isreg()]
+
+
 def write_md5sums(parts: Iterable[PartInfo], path: Path) -> Path:
     """Write ``<md5>  sa_000000.tar`` lines (``md5sum -c`` format, like the community list)."""
     path = Path(path)

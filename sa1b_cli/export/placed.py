@@ -1,0 +1,302 @@
+"""Export straight into place: every shard planned from the parts' member lists before a byte is inflated,
+then each part read once, every kept member written (``pwrite``) at its offset in its shard.
+
+Meta's parts hold their members in random order and shards want them sorted, so without a plan a
+part's kept bytes must wait somewhere (memory, or a spill file for a real 11 GB part) until the
+part's end: written, synced, read back and deleted. The download check's member list
+(:mod:`sa1b_cli.store.members`) gives every name and size up front, so the plan (samples, shard
+cuts, each member's offset) is known first. Then the disk carries each byte once, as for
+``sa1b extract``; parts are placed in parallel; nothing is held in memory.
+
+A shard file is created at its final size (the gaps, tar padding and the end-of-archive blocks, are
+zeros, as a tar's are). Once every part with samples in it is placed it is finished: md5 and sha256
+read back (from the page cache, usually; one thread each), synced, renamed into place, then its
+record written. A run killed at any point keeps the shards with a record; the next run writes the
+others again, from their parts, byte for byte as an uninterrupted run would.
+
+Used when every part is read from its tar with a member list matching its receipt, and no mask
+filter needs the annotations' contents; otherwise :mod:`.read` reads the parts first.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from collections.abc import Iterable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sa1b_cli.events import Reporter
+from sa1b_cli.export.plan import TAR_BLOCK, Sample, Settings, ShardCut, shard_name
+from sa1b_cli.export.read import TAR, OnFile, PartIndex, PartSource, PartUnreadable, Stopped, collect
+from sa1b_cli.export.shards import WRITEBACK_EVERY, ShardRecord, finished_record, record_path, tar_header
+from sa1b_cli.extract.disk import start_writeback
+from sa1b_cli.store.atomic import atomic_write_json
+from sa1b_cli.store.members import read_member_list
+from sa1b_cli.store.paths import RootPaths
+from sa1b_cli.store.receipts import DownloadReceipt, ReceiptStore
+from sa1b_cli.tarwalk import TarReader, TarRefused, open_part_stream
+
+HASH_CHUNK = 8 << 20
+_END_OF_ARCHIVE = 2 * TAR_BLOCK
+
+
+@dataclass(frozen=True)
+class Place:
+    """Where one kept member goes: its shard, the offset of its header there, its name in the shard, its size."""
+
+    shard: int
+    offset: int
+    name: str
+    size: int
+
+
+@dataclass
+class PlannedShard:
+    """One shard of the plan: its samples, its size, the parts it is made of, and its record when an earlier
+    run finished it."""
+
+    name: str
+    samples: list[Sample] = field(default_factory=list)
+    size: int = _END_OF_ARCHIVE
+    parts: set[str] = field(default_factory=set)
+    kept: ShardRecord | None = None
+
+
+@dataclass
+class Placement:
+    """The whole export, planned: each part's index, the shards, and where each member of a shard still to
+    write goes (by part, then by its name in the tar)."""
+
+    indices: dict[str, PartIndex]
+    shards: list[PlannedShard]
+    places: dict[str, dict[str, Place]]
+    members: dict[str, int]  # members of each part to read (the progress total)
+
+
+def plan(paths: RootPaths, sources: list[PartSource], settings: Settings, out: Path, work: Path) -> Placement | None:
+    """The export planned from member lists; None when a part has none that matches its receipt, is read
+    from its extracted files, or a mask filter must read the annotations. Raises ValueError when OUT holds a
+    shard of this export's name and first sample whose samples differ (the export's state does not match)."""
+    if settings.format != "webdataset" or settings.subset.needs_masks:
+        return None
+    receipts = ReceiptStore(paths)
+    indices: dict[str, PartIndex] = {}
+    lists: dict[str, tuple[tuple[str, int], ...]] = {}
+    for source in sources:
+        receipt = receipts.read(DownloadReceipt, source.name) if source.kind == TAR else None
+        listed = read_member_list(paths, receipt) if receipt is not None else None
+        if listed is None:
+            return None
+        indices[source.name] = collect(source.name, settings.subset, listed.members)
+        lists[source.name] = listed.members
+    shards = _cut(settings, _chosen(settings, indices))
+    for shard in shards:
+        shard.kept = finished_record(out, work, shard.name, shard.samples[0].image_id)
+        if shard.kept is not None and (shard.kept.samples, shard.kept.last_id) != (len(shard.samples),
+                                                                                   shard.samples[-1].image_id):
+            raise ValueError(f"{shard.name}: its record holds samples {shard.kept.first_id}..{shard.kept.last_id} "
+                             f"({shard.kept.samples}), this export cuts {len(shard.samples)} up to "
+                             f"{shard.samples[-1].image_id}")
+    places = _places(shards)
+    return Placement(indices, shards, places, {name: len(lists[name]) for name in places})
+
+
+def _chosen(settings: Settings, indices: dict[str, PartIndex]) -> list[Sample]:
+    """The samples the subset keeps, in export order (parts in order, ids within a part)."""
+    samples = [sample for index in indices.values() for sample in index.samples]
+    if settings.subset.count is None:
+        return samples
+    chosen = settings.subset.chosen_by_count(sample.image_id for sample in samples)
+    return [sample for sample in samples if sample.image_id in chosen]
+
+
+def _cut(settings: Settings, samples: Iterable[Sample]) -> list[PlannedShard]:
+    cut = ShardCut(settings)
+    shards: list[PlannedShard] = []
+    for sample in samples:
+        if not shards or cut.starts_new(sample):
+            shards.append(PlannedShard(shard_name(len(shards))))
+        cut.add(sample)
+        shard = shards[-1]
+        shard.samples.append(sample)
+        shard.size += sample.tar_bytes
+        shard.parts.add(sample.part)
+    return shards
+
+
+def _places(shards: list[PlannedShard]) -> dict[str, dict[str, Place]]:
+    """Each member of a shard still to write, by part and tar name: its header's offset in the shard."""
+    places: dict[str, dict[str, Place]] = {}
+    for number, shard in enumerate(shards):
+        if shard.kept is not None:
+            continue
+        offset = 0
+        for sample in shard.samples:
+            part = places.setdefault(sample.part, {})
+            for suffix, size in ((".jpg", sample.jpg_size), (".json", sample.json_size)):
+                name = f"sa_{sample.image_id}{suffix}"
+                part[name] = Place(number, offset, name, size)
+                offset += TAR_BLOCK + size + (-size % TAR_BLOCK)
+    return places
+
+
+class _ShardFiles:
+    """The open shard files of a run, each created at its final size by the first part that writes to it."""
+
+    def __init__(self, out: Path, shards: list[PlannedShard]) -> None:
+        self.out, self.shards = out, shards
+        self.fds: dict[int, int] = {}
+        self.guard = threading.Lock()
+
+    def temporary(self, number: int) -> Path:
+        return self.out / f".{self.shards[number].name}.partial"
+
+    def fd(self, number: int) -> int:
+        with self.guard:
+            if number not in self.fds:
+                fd = os.open(self.temporary(number), os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+                self.fds[number] = fd
+                os.ftruncate(fd, self.shards[number].size)
+            return self.fds[number]
+
+    def publish(self, number: int) -> None:
+        """Sync the shard, close it and rename it into place."""
+        with self.guard:
+            fd = self.fds.pop(number)
+        try:
+            os.fdatasync(fd)
+        finally:
+            os.close(fd)
+        os.replace(self.temporary(number), self.out / self.shards[number].name)
+
+    def discard(self) -> None:
+        """Close and delete every shard not published (a failed or interrupted run)."""
+        with self.guard:
+            for number, fd in self.fds.items():
+                os.close(fd)
+                self.temporary(number).unlink(missing_ok=True)
+            self.fds.clear()
+
+
+class PlacedExport:
+    """One run of a placement: parts placed by ``jobs`` threads, shards hashed and published as they fill."""
+
+    def __init__(self, placement: Placement, sources: list[PartSource], out: Path, work: Path, jobs: int,
+                 reporter: Reporter, stop: threading.Event) -> None:
+        self.placement, self.out, self.work, self.jobs, self.reporter, self.stop = placement, out, work, jobs, reporter, stop
+        self.tars = {s.name: s.tar for s in sources}
+        self.files = _ShardFiles(out, placement.shards)
+        self.parts_read = self.shards_written = 0
+        self.records: dict[int, ShardRecord] = {n: s.kept for n, s in enumerate(placement.shards) if s.kept is not None}
+        self.shards_of = {part: sorted({place.shard for place in places.values()})
+                          for part, places in placement.places.items()}
+
+    def run(self, on_file: OnFile) -> list[ShardRecord]:
+        """Place every part still needed; the records of all shards, in order. Raises PartUnreadable, Stopped."""
+        waiting = {n: set(s.parts) for n, s in enumerate(self.placement.shards) if s.kept is None}
+        digests: dict[int, dict[str, str]] = {}
+        try:
+            with ThreadPoolExecutor(self.jobs, thread_name_prefix="sa1b-export") as readers, \
+                    ThreadPoolExecutor(max(2, self.jobs), thread_name_prefix="sa1b-hash") as hashers:
+                pending: dict[Future[str], tuple[str, int | None]] = {
+                    readers.submit(self._place, part, on_file): (part, None) for part in self.placement.places}
+                try:
+                    while pending:
+                        done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                        for future in done:
+                            what, number = pending.pop(future)
+                            result = future.result()
+                            if number is None:
+                                self._placed(what, waiting, hashers, pending)
+                            else:
+                                digests.setdefault(number, {})[what] = result
+                                if len(digests[number]) == 2:
+                                    self._publish(number, digests.pop(number))
+                except BaseException:
+                    self.stop.set()
+                    readers.shutdown(wait=True, cancel_futures=True)
+                    hashers.shutdown(wait=True, cancel_futures=True)
+                    raise
+        except BaseException:
+            self.files.discard()
+            raise
+        return [self.records[n] for n in range(len(self.placement.shards))]
+
+    def _placed(self, part: str, waiting: dict[int, set[str]], hashers: ThreadPoolExecutor,
+                pending: dict[Future[str], tuple[str, int | None]]) -> None:
+        """A part is in place: hash every shard it completes."""
+        self.parts_read += 1
+        index = self.placement.indices[part]
+        self.reporter.event("part", f"{part}: {len(index.samples)} samples kept", part=part, samples=len(index.samples))
+        for number in self.shards_of[part]:
+            waiting[number].discard(part)
+            if not waiting[number]:
+                for algorithm in ("md5", "sha256"):
+                    pending[hashers.submit(_digest, self.files.temporary(number), algorithm)] = (algorithm, number)
+
+    def _publish(self, number: int, digests: dict[str, str]) -> None:
+        shard = self.placement.shards[number]
+        self.files.publish(number)
+        record = ShardRecord(shard.name, len(shard.samples), shard.samples[0].image_id, shard.samples[-1].image_id,
+                             shard.size, digests["md5"], digests["sha256"])
+        atomic_write_json(record_path(self.work, record.name), record.to_dict())
+        self.records[number] = record
+        self.shards_written += 1
+        self.reporter.event("shard", f"{record.name}: {record.samples} samples published", shard=record.name,
+                            samples=record.samples, bytes=record.size)
+
+    def _place(self, part: str, on_file: OnFile) -> str:
+        """Read one part, writing each member the plan places (header, then data) at its offset."""
+        places = self.placement.places[part]
+        tar = self.tars[part]
+        assert tar is not None
+        placed = unsynced = 0
+        try:
+            with open(tar, "rb") as raw:
+                stream, compressed = open_part_stream(raw)
+                with stream:
+                    reader = TarReader(stream, compressed=compressed)
+                    for member in reader.members():
+                        if self.stop.is_set():
+                            raise Stopped()
+                        if member.is_dir:
+                            continue
+                        place = places.get(member.name)
+                        if place is not None:
+                            if member.size != place.size:
+                                raise PartUnreadable(f"{part}: member {member.name!r} is {member.size} bytes, its member "
+                                                     f"list says {place.size}; the part changed since its check "
+                                                     "(sa1b verify --tars)")
+                            fd = self.files.fd(place.shard)
+                            os.pwrite(fd, tar_header(place.name, place.size), place.offset)
+                            reader.copy_to(member, fd, at=place.offset + TAR_BLOCK)
+                            placed += 1
+                            unsynced += member.size
+                            if unsynced >= WRITEBACK_EVERY:
+                                start_writeback(fd)  # the disk works while the part is read; the sync finds little left
+                                unsynced = 0
+                        if on_file is not None:
+                            on_file(member.size)
+                    reader.finish()
+        except TarRefused as exc:
+            raise PartUnreadable(f"{part}: {exc}") from None
+        except OSError as exc:
+            raise PartUnreadable(f"{part}: cannot read it or write its shards: {exc}") from None
+        if placed != len(places):
+            raise PartUnreadable(f"{part}: {len(places) - placed} members of its member list are not in the tar; "
+                                 "the part changed since its check (sa1b verify --tars)")
+        return part
+
+
+def _digest(path: Path, algorithm: str) -> str:
+    """The file's digest, read in large chunks (hashlib lets go of the GIL while it hashes each)."""
+    digest = hashlib.new(algorithm)
+    buffer = bytearray(HASH_CHUNK)
+    view = memoryview(buffer)
+    with open(path, "rb", buffering=0) as handle:
+        while n := handle.readinto(buffer):
+            digest.update(view[:n])
+    return digest.hexdigest()
