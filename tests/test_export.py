@@ -257,15 +257,24 @@ def test_folders_format_writes_the_split_layout(root: RootPaths, tmp_path: Path)
 
 
 def test_dry_run_reports_size_and_count_and_writes_nothing(root: RootPaths, tmp_path: Path) -> None:
+    """Exact from the member lists (the export's own plan); estimated from the receipts without them."""
     out = tmp_path / "out"
-    code, summary = run_export(root, out, "--sample", "0.5", "--dry-run")
+    code, summary = run_export(root, out, "--sample", "0.5", "--samples-per-shard", "4", "--dry-run")
     assert code == 0 and summary["dry_run"] is True
+    assert not out.exists()
+    listed = root.member_list("sa_000000.tar").exists()
+    human = CliRunner().invoke(export_command, ["-d", str(root.root), "-o", str(out), "--dry-run"])
+    assert human.exit_code == 0 and f"{'exactly' if listed else 'about'} {PARTS * PAIRS} samples" in human.output
+    if listed:
+        done = run_export(root, tmp_path / "real", "--sample", "0.5", "--samples-per-shard", "4")[1]
+        data = sum(len(member) for name, member in all_members(root).items()
+                   if sample_key(0, int(name[3:].split(".")[0])) < 0.5)
+        assert summary["exact"] is True and data == summary["bytes"]
+        assert (summary["samples"], summary["shards"]) == (done["samples"], done["shards"])
+        return
     assert summary["samples"] == PARTS * round(PAIRS * 0.5) and summary["exact"] is False
     tars = sum(p.stat().st_size for p in root.tars.glob("*.tar"))
     assert summary["bytes"] == sum(round(p.stat().st_size * 0.5) for p in root.tars.glob("*.tar")) <= tars
-    assert not out.exists()
-    human = CliRunner().invoke(export_command, ["-d", str(root.root), "-o", str(out), "--dry-run"])
-    assert human.exit_code == 0 and f"about {PARTS * PAIRS} samples" in human.output
 
 
 def test_extracted_parts_give_the_same_shards_and_an_exact_dry_run(tmp_path: Path) -> None:

@@ -162,6 +162,10 @@ class _ShardFiles:
                 os.ftruncate(fd, self.shards[number].size)
             return self.fds[number]
 
+    def start_writeback(self, number: int) -> None:
+        with self.guard:
+            start_writeback(self.fds[number])
+
     def publish(self, number: int) -> None:
         """Sync the shard, close it and rename it into place."""
         with self.guard:
@@ -234,6 +238,7 @@ class PlacedExport:
         for number in self.shards_of[part]:
             waiting[number].discard(part)
             if not waiting[number]:
+                self.files.start_writeback(number)  # the disk writes the rest while the hashes read it back
                 for algorithm in ("md5", "sha256"):
                     pending[hashers.submit(_digest, self.files.temporary(number), algorithm)] = (algorithm, number)
 

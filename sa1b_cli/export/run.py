@@ -144,9 +144,11 @@ def export(paths: RootPaths, request: ExportRequest, reporter: Reporter | None =
     settings = Settings(request.format, tuple(s.name for s in sources), request.subset,
                         request.shard_size, request.samples_per_shard)
     if request.dry_run:
-        from sa1b_cli.export.estimate import estimate
+        from sa1b_cli.export import estimate
 
-        return ExportResult(request.out, settings, skipped_parts=skipped, estimate=estimate(paths, sources, settings))
+        placement = _plan(paths, request.out, settings, sources)
+        figures = estimate.exact(placement) if placement is not None else estimate.estimate(paths, sources, settings)
+        return ExportResult(request.out, settings, skipped_parts=skipped, estimate=figures)
     out, work = request.out, request.out / WORK_DIR
     work.mkdir(parents=True, exist_ok=True)
     lock = PartLock(work / "lock")
@@ -170,10 +172,7 @@ def export(paths: RootPaths, request: ExportRequest, reporter: Reporter | None =
 def _export(paths: RootPaths, out: Path, settings: Settings, sources: list[PartSource], request: ExportRequest,
             reporter: Reporter) -> ExportResult:
     """Straight into place when the member lists plan it all (:mod:`.placed`), else parts read first."""
-    try:
-        placement = placed.plan(paths, sources, settings, out, out / WORK_DIR)
-    except ValueError as exc:
-        raise _state_mismatch(out, exc) from None
+    placement = _plan(paths, out, settings, sources)
     if placement is None:
         return _Run(paths, out, settings, sources, request.jobs, reporter, MemoryBudget(request.memory_budget)).execute()
     run = placed.PlacedExport(placement, sources, out, out / WORK_DIR, request.jobs, reporter, threading.Event())
@@ -187,6 +186,13 @@ def _export(paths: RootPaths, out: Path, settings: Settings, sources: list[PartS
     result = ExportResult(out, settings, records, parts_read=run.parts_read, shards_written=run.shards_written,
                           shards_kept=len(records) - run.shards_written, planned=True)
     return _conclude(result, list(placement.indices.values()))
+
+
+def _plan(paths: RootPaths, out: Path, settings: Settings, sources: list[PartSource]) -> placed.Placement | None:
+    try:
+        return placed.plan(paths, sources, settings, out, out / WORK_DIR)
+    except ValueError as exc:
+        raise _state_mismatch(out, exc) from None
 
 
 def _state_mismatch(out: Path, exc: ValueError) -> ExportConflict:
