@@ -67,13 +67,28 @@ class PlannedShard:
 
 @dataclass
 class Placement:
-    """The whole export, planned: each part's index, the shards, and where each member of a shard still to
-    write goes (by part, then by its name in the tar)."""
+    """The whole export, planned: each part's index, the shards, and the shards still to write that each part
+    to read has samples in (where its members go is worked out when it is read: for the whole dataset, a
+    place per member held at once would take gigabytes)."""
 
     indices: dict[str, PartIndex]
     shards: list[PlannedShard]
-    places: dict[str, dict[str, Place]]
+    shards_of: dict[str, list[int]]  # parts to read -> numbers of their shards still to write
     members: dict[str, int]  # members of each part to read (the progress total)
+
+    def places_for(self, part: str) -> dict[str, Place]:
+        """Each member of ``part`` in a shard still to write, by its tar name: its header's offset there."""
+        places: dict[str, Place] = {}
+        for number in self.shards_of[part]:
+            offset = 0
+            for sample in self.shards[number].samples:
+                if sample.part == part:
+                    jpg, json = f"sa_{sample.image_id}.jpg", f"sa_{sample.image_id}.json"
+                    places[jpg] = Place(number, offset, jpg, sample.jpg_size)
+                    json_offset = offset + TAR_BLOCK + sample.jpg_size + (-sample.jpg_size % TAR_BLOCK)
+                    places[json] = Place(number, json_offset, json, sample.json_size)
+                offset += sample.tar_bytes
+        return places
 
 
 def plan(paths: RootPaths, sources: list[PartSource], settings: Settings, out: Path, work: Path) -> Placement | None:
@@ -84,14 +99,14 @@ def plan(paths: RootPaths, sources: list[PartSource], settings: Settings, out: P
         return None
     receipts = ReceiptStore(paths)
     indices: dict[str, PartIndex] = {}
-    lists: dict[str, tuple[tuple[str, int], ...]] = {}
+    members: dict[str, int] = {}
     for source in sources:
         receipt = receipts.read(DownloadReceipt, source.name) if source.kind == TAR else None
         listed = read_member_list(paths, receipt) if receipt is not None else None
         if listed is None:
             return None
         indices[source.name] = collect(source.name, settings.subset, listed.members)
-        lists[source.name] = listed.members
+        members[source.name] = len(listed.members)
     shards = _cut(settings, _chosen(settings, indices))
     for shard in shards:
         shard.kept = finished_record(out, work, shard.name, shard.samples[0].image_id)
@@ -100,8 +115,13 @@ def plan(paths: RootPaths, sources: list[PartSource], settings: Settings, out: P
             raise ValueError(f"{shard.name}: its record holds samples {shard.kept.first_id}..{shard.kept.last_id} "
                              f"({shard.kept.samples}), this export cuts {len(shard.samples)} up to "
                              f"{shard.samples[-1].image_id}")
-    places = _places(shards)
-    return Placement(indices, shards, places, {name: len(lists[name]) for name in places})
+    shards_of: dict[str, list[int]] = {}
+    for number, shard in enumerate(shards):
+        if shard.kept is None:
+            for part in sorted(shard.parts):
+                shards_of.setdefault(part, []).append(number)
+    ordered = {name: shards_of[name] for name in indices if name in shards_of}  # parts are read in order
+    return Placement(indices, shards, ordered, {name: members[name] for name in ordered})
 
 
 def _chosen(settings: Settings, indices: dict[str, PartIndex]) -> list[Sample]:
@@ -125,22 +145,6 @@ def _cut(settings: Settings, samples: Iterable[Sample]) -> list[PlannedShard]:
         shard.size += sample.tar_bytes
         shard.parts.add(sample.part)
     return shards
-
-
-def _places(shards: list[PlannedShard]) -> dict[str, dict[str, Place]]:
-    """Each member of a shard still to write, by part and tar name: its header's offset in the shard."""
-    places: dict[str, dict[str, Place]] = {}
-    for number, shard in enumerate(shards):
-        if shard.kept is not None:
-            continue
-        offset = 0
-        for sample in shard.samples:
-            part = places.setdefault(sample.part, {})
-            for suffix, size in ((".jpg", sample.jpg_size), (".json", sample.json_size)):
-                name = f"sa_{sample.image_id}{suffix}"
-                part[name] = Place(number, offset, name, size)
-                offset += TAR_BLOCK + size + (-size % TAR_BLOCK)
-    return places
 
 
 class _ShardFiles:
@@ -195,8 +199,6 @@ class PlacedExport:
         self.files = _ShardFiles(out, placement.shards)
         self.parts_read = self.shards_written = 0
         self.records: dict[int, ShardRecord] = {n: s.kept for n, s in enumerate(placement.shards) if s.kept is not None}
-        self.shards_of = {part: sorted({place.shard for place in places.values()})
-                          for part, places in placement.places.items()}
 
     def run(self, on_file: OnFile) -> list[ShardRecord]:
         """Place every part still needed; the records of all shards, in order. Raises PartUnreadable, Stopped."""
@@ -206,7 +208,7 @@ class PlacedExport:
             with ThreadPoolExecutor(self.jobs, thread_name_prefix="sa1b-export") as readers, \
                     ThreadPoolExecutor(max(2, self.jobs), thread_name_prefix="sa1b-hash") as hashers:
                 pending: dict[Future[str], tuple[str, int | None]] = {
-                    readers.submit(self._place, part, on_file): (part, None) for part in self.placement.places}
+                    readers.submit(self._place, part, on_file): (part, None) for part in self.placement.shards_of}
                 try:
                     while pending:
                         done, _ = wait(pending, return_when=FIRST_COMPLETED)
@@ -235,7 +237,7 @@ class PlacedExport:
         self.parts_read += 1
         index = self.placement.indices[part]
         self.reporter.event("part", f"{part}: {len(index.samples)} samples kept", part=part, samples=len(index.samples))
-        for number in self.shards_of[part]:
+        for number in self.placement.shards_of[part]:
             waiting[number].discard(part)
             if not waiting[number]:
                 self.files.start_writeback(number)  # the disk writes the rest while the hashes read it back
@@ -255,7 +257,7 @@ class PlacedExport:
 
     def _place(self, part: str, on_file: OnFile) -> str:
         """Read one part, writing each member the plan places (header, then data) at its offset."""
-        places = self.placement.places[part]
+        places = self.placement.places_for(part)
         tar = self.tars[part]
         assert tar is not None
         placed = unsynced = 0
