@@ -115,17 +115,18 @@ def race(contenders: dict[str, Callable[[], float]], repeats: int) -> dict[str, 
     return {name: statistics.median(values) for name, values in times.items()}
 
 
+def timed_export(root: RootPaths, work: Path, jobs: int, label: str) -> Callable[[], float]:
+    """A contender: ``sa1b export`` of ``root`` into a fresh ``work/out``."""
+    def run() -> float:
+        shutil.rmtree(work / "out", ignore_errors=True)
+        return wall([*SA1B, "export", "-d", str(root.root), "-o", str(work / "out"), "-j", str(jobs), "--quiet"], label)
+    return run
+
+
 def one_part(parts_dir: Path, work: Path, repeats: int) -> tuple[dict[str, float], int]:
     name = "sa_000000.tar"
     roots = {"placed": downloaded_root(parts_dir, work / "root-one", [name]),
              "read first": downloaded_root(parts_dir, work / "root-one-read", [name], member_lists=False)}
-
-    def export(reads: str) -> Callable[[], float]:
-        def run() -> float:
-            shutil.rmtree(work / "out", ignore_errors=True)
-            return wall([*SA1B, "export", "-d", str(roots[reads].root), "-o", str(work / "out"), "-j", "1", "--quiet"],
-                        f"export one, {reads}")
-        return run
 
     def repack(sync: bool) -> Callable[[], float]:
         script = ('mkdir -p "$2" && tar -xzf "$1" -C "$2" && tar --sort=name -cf "$3" -C "$2" .'
@@ -138,7 +139,8 @@ def one_part(parts_dir: Path, work: Path, repeats: int) -> tuple[dict[str, float
                         "repack + sync" if sync else "repack")
         return run
 
-    times = race({"sa1b export": export("placed"), "sa1b export, read first": export("read first"),
+    times = race({"sa1b export": timed_export(roots["placed"], work, 1, "export one, placed"),
+                  "sa1b export, read first": timed_export(roots["read first"], work, 1, "export one, read first"),
                   "tar -xzf + tar --sort=name -cf": repack(False), "tar -xzf + tar --sort=name -cf + sync": repack(True)},
                  repeats)
     return times, (parts_dir / name).stat().st_size
@@ -149,18 +151,12 @@ def throughput(parts_dir: Path, work: Path, repeats: int) -> tuple[dict[str, flo
     roots = {"placed": downloaded_root(parts_dir, work / "root-export", names),
              "read first": downloaded_root(parts_dir, work / "root-export-read", names, member_lists=False)}
 
-    def export(reads: str) -> Callable[[], float]:
-        def run() -> float:
-            shutil.rmtree(work / "out", ignore_errors=True)
-            return wall([*SA1B, "export", "-d", str(roots[reads].root), "-o", str(work / "out"), "-j", "2", "--quiet"],
-                        f"export all, {reads}")
-        return run
-
     def extract() -> float:
         paths = downloaded_root(parts_dir, work / "root-extract", names)  # anew: nothing extracted yet
         return wall([*SA1B, "extract", "-d", str(paths.root), "-j", "2", "--quiet"], "extract all")
 
-    times = race({"sa1b export": export("placed"), "sa1b export, read first": export("read first"),
+    times = race({"sa1b export": timed_export(roots["placed"], work, 2, "export all, placed"),
+                  "sa1b export, read first": timed_export(roots["read first"], work, 2, "export all, read first"),
                   "sa1b extract": extract}, repeats)
     return times, sum((parts_dir / n).stat().st_size for n in names)
 
