@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import resource
 import shutil
 import signal
 import subprocess
@@ -423,3 +424,23 @@ def test_a_part_that_differs_from_its_member_list_fails_and_publishes_nothing(tm
     assert code == ExitStatus.PARTS_FAILED
     assert "sa_000000.tar" in summary["message"] and data["members"][0][0] in summary["message"]
     assert not list(out.glob("*.tar")) and not list(out.glob(".*.partial"))
+
+
+def test_many_shards_a_part_do_not_run_out_of_file_descriptors(tmp_path: Path) -> None:
+    """A part spreads its members over all its shards in random order: with one sample a shard (a real part would
+    fill 11,186 at once), each part of 60
+    pairs fills 60 shards at once. Under a limit of 48 open files the export still goes through (a reader keeps a
+    few shard files open, not one per shard), to the same bytes as one without the limit."""
+    paths = downloaded_root(tmp_path / "root", parts=2, pairs=60)
+    assert run_export(paths, tmp_path / "whole", "--samples-per-shard", "1")[0] == 0
+
+    def few_files() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (48, 48))
+
+    out = tmp_path / "limited"
+    done = subprocess.run([*sa1b_command("export"), "-d", str(paths.root), "-o", str(out), "--json",
+                           "--samples-per-shard", "1", "-j", "2"], capture_output=True, text=True, env=sa1b_env(),
+                          preexec_fn=few_files, timeout=120)
+    summary = json.loads(done.stdout.splitlines()[-1])
+    assert done.returncode == 0 and summary["planned_from_member_lists"] and summary["shards"] == 120, done.stdout[-500:]
+    assert (out / "sha256sums.txt").read_bytes() == (tmp_path / "whole" / "sha256sums.txt").read_bytes()

@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
+from collections import OrderedDict
 from collections.abc import Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -40,6 +41,7 @@ from sa1b_cli.store.receipts import DownloadReceipt, ReceiptStore
 from sa1b_cli.tarwalk import TarReader, TarRefused, open_part_stream
 
 HASH_CHUNK = 8 << 20
+MAX_OPEN_PER_READER = 16  # shard files a reader keeps open (a part of 1 GB shards spans about 12)
 _END_OF_ARCHIVE = 2 * TAR_BLOCK
 
 
@@ -148,45 +150,79 @@ def _cut(settings: Settings, samples: Iterable[Sample]) -> list[PlannedShard]:
 
 
 class _ShardFiles:
-    """The open shard files of a run, each created at its final size by the first part that writes to it."""
+    """The shard files of a run, each created at its final size by the first part that writes to it. Nothing
+    here holds a file open: readers keep their own few open (:class:`_OpenShards`), so a small
+    ``--samples-per-shard`` (a thousand shards a part) does not run out of file descriptors."""
 
     def __init__(self, out: Path, shards: list[PlannedShard]) -> None:
         self.out, self.shards = out, shards
-        self.fds: dict[int, int] = {}
+        self.created: set[int] = set()
         self.guard = threading.Lock()
 
     def temporary(self, number: int) -> Path:
         return self.out / f".{self.shards[number].name}.partial"
 
-    def fd(self, number: int) -> int:
+    def open(self, number: int) -> int:
+        """A new descriptor of the shard for writing (the caller closes it)."""
         with self.guard:
-            if number not in self.fds:
+            if number not in self.created:
                 fd = os.open(self.temporary(number), os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
-                self.fds[number] = fd
-                os.ftruncate(fd, self.shards[number].size)
-            return self.fds[number]
+                self.created.add(number)
+                try:
+                    os.ftruncate(fd, self.shards[number].size)
+                except BaseException:
+                    os.close(fd)
+                    raise
+                return fd
+        return os.open(self.temporary(number), os.O_RDWR | os.O_CLOEXEC)
 
     def start_writeback(self, number: int) -> None:
-        with self.guard:
-            start_writeback(self.fds[number])
+        fd = self.open(number)
+        try:
+            start_writeback(fd)
+        finally:
+            os.close(fd)
 
     def publish(self, number: int) -> None:
-        """Sync the shard, close it and rename it into place."""
-        with self.guard:
-            fd = self.fds.pop(number)
+        """Sync the shard and rename it into place."""
+        fd = self.open(number)
         try:
             os.fdatasync(fd)
         finally:
             os.close(fd)
         os.replace(self.temporary(number), self.out / self.shards[number].name)
+        with self.guard:
+            self.created.discard(number)
 
     def discard(self) -> None:
-        """Close and delete every shard not published (a failed or interrupted run)."""
+        """Delete every shard not published (a failed or interrupted run)."""
         with self.guard:
-            for number, fd in self.fds.items():
-                os.close(fd)
+            for number in self.created:
                 self.temporary(number).unlink(missing_ok=True)
-            self.fds.clear()
+            self.created.clear()
+
+
+class _OpenShards:
+    """The shard files one reader has open, at most MAX_OPEN_PER_READER (the least recently written closed
+    first): a part spreads its members over all its shards in random order."""
+
+    def __init__(self, files: _ShardFiles) -> None:
+        self.files = files
+        self.fds: OrderedDict[int, int] = OrderedDict()
+
+    def fd(self, number: int) -> int:
+        if number in self.fds:
+            self.fds.move_to_end(number)
+            return self.fds[number]
+        if len(self.fds) >= MAX_OPEN_PER_READER:
+            os.close(self.fds.popitem(last=False)[1])
+        self.fds[number] = self.files.open(number)
+        return self.fds[number]
+
+    def close(self) -> None:
+        for fd in self.fds.values():
+            os.close(fd)
+        self.fds.clear()
 
 
 class PlacedExport:
@@ -261,6 +297,7 @@ class PlacedExport:
         tar = self.tars[part]
         assert tar is not None
         placed = unsynced = 0
+        shards = _OpenShards(self.files)
         try:
             with open(tar, "rb") as raw:
                 stream, compressed = open_part_stream(raw)
@@ -277,7 +314,7 @@ class PlacedExport:
                                 raise PartUnreadable(f"{part}: member {member.name!r} is {member.size} bytes, its member "
                                                      f"list says {place.size}; the part changed since its check "
                                                      "(sa1b verify --tars)")
-                            fd = self.files.fd(place.shard)
+                            fd = shards.fd(place.shard)
                             os.pwrite(fd, tar_header(place.name, place.size), place.offset)
                             reader.copy_to(member, fd, at=place.offset + TAR_BLOCK)
                             placed += 1
@@ -292,6 +329,8 @@ class PlacedExport:
             raise PartUnreadable(f"{part}: {exc}") from None
         except OSError as exc:
             raise PartUnreadable(f"{part}: cannot read it or write its shards: {exc}") from None
+        finally:
+            shards.close()
         if placed != len(places):
             raise PartUnreadable(f"{part}: {len(places) - placed} members of its member list are not in the tar; "
                                  "the part changed since its check (sa1b verify --tars)")
