@@ -427,10 +427,9 @@ def test_a_part_that_differs_from_its_member_list_fails_and_publishes_nothing(tm
 
 
 def test_many_shards_a_part_do_not_run_out_of_file_descriptors(tmp_path: Path) -> None:
-    """A part spreads its members over all its shards in random order: with one sample a shard (a real part would
-    fill 11,186 at once), each part of 60
-    pairs fills 60 shards at once. Under a limit of 48 open files the export still goes through (a reader keeps a
-    few shard files open, not one per shard), to the same bytes as one without the limit."""
+    """A part spreads its members over all its shards in random order: with one sample a shard, each part of 60
+    pairs fills 60 shards at once (a real part would fill 11,186). Under a limit of 48 open files the export still
+    goes through (a reader keeps a few shard files open, not one per shard), to the same bytes as without it."""
     paths = downloaded_root(tmp_path / "root", parts=2, pairs=60)
     assert run_export(paths, tmp_path / "whole", "--samples-per-shard", "1")[0] == 0
 
