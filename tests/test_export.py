@@ -341,23 +341,27 @@ def test_a_part_damaged_since_its_download_fails_the_export(tmp_path: Path) -> N
     assert code == ExitStatus.PARTS_FAILED and "sa_000001.tar" in summary["message"]
 
 
-def start_export(paths: RootPaths, out: Path) -> subprocess.Popen[str]:
+def start_export(paths: RootPaths, out: Path, *args: str) -> subprocess.Popen[str]:
     return subprocess.Popen([*sa1b_command("export"), "-d", str(paths.root), "-o", str(out),
-                             "--json", "--samples-per-shard", "2", "-j", "1"],
+                             "--json", "--samples-per-shard", "2", "-j", "1", *args],
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=sa1b_env())
 
 
-@pytest.mark.parametrize("reads", READS)
-@pytest.mark.parametrize(("event", "signum"), [("part", signal.SIGKILL), ("shard", signal.SIGKILL),
-                                              ("shard", signal.SIGINT)])
+KILLS = [(event, signum, reads, "webdataset") for reads in READS
+         for event, signum in (("part", signal.SIGKILL), ("shard", signal.SIGKILL), ("shard", signal.SIGINT))]
+
+
+@pytest.mark.parametrize(("event", "signum", "reads", "output_format"),
+                         [*KILLS, ("shard", signal.SIGKILL, "placed", "folders")])
 def test_killed_mid_export_then_rerun_gives_the_uninterrupted_output(event: str, signum: int, reads: str,
-                                                                     tmp_path: Path) -> None:
+                                                                     output_format: str, tmp_path: Path) -> None:
     """kill -9 (or Ctrl-C: exit 130) as soon as the export reports its first part read (or first shard
     published), then the same command again: the same files, byte for byte, as an uninterrupted run."""
     paths = downloaded_root(tmp_path / "root", parts=3, pairs=16, member_lists=reads == "placed")
-    assert run_export(paths, tmp_path / "whole", "--samples-per-shard", "2", "-j", "1")[0] == 0
+    fmt = ("--format", output_format)
+    assert run_export(paths, tmp_path / "whole", "--samples-per-shard", "2", "-j", "1", *fmt)[0] == 0
     out = tmp_path / "killed"
-    process = start_export(paths, out)
+    process = start_export(paths, out, *fmt)
     assert process.stdout is not None
     for line in process.stdout:
         if json.loads(line).get("kind") == event:
@@ -366,12 +370,14 @@ def test_killed_mid_export_then_rerun_gives_the_uninterrupted_output(event: str,
     process.communicate(timeout=30)
     assert process.returncode == (-signal.SIGKILL if signum == signal.SIGKILL else ExitStatus.INTERRUPTED)
     assert not (out / "sa1b-export.json").exists(), "the export finished before the kill"
-    code, summary = run_export(paths, out, "--samples-per-shard", "2", "-j", "1")
+    code, summary = run_export(paths, out, "--samples-per-shard", "2", "-j", "1", *fmt)
     assert code == 0
     assert summary["shards_kept"] >= (1 if event == "shard" else 0)
-    for name in ("sha256sums.txt", "shardindex.json"):
-        assert (out / name).read_bytes() == (tmp_path / "whole" / name).read_bytes()
-    assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in (tmp_path / "whole").iterdir())
+    assert (out / "sha256sums.txt").read_bytes() == (tmp_path / "whole" / "sha256sums.txt").read_bytes()
+    if output_format == "webdataset":
+        assert (out / "shardindex.json").read_bytes() == (tmp_path / "whole" / "shardindex.json").read_bytes()
+    assert sorted(p.relative_to(out) for p in out.rglob("*")) == sorted(p.relative_to(tmp_path / "whole")
+                                                                         for p in (tmp_path / "whole").rglob("*"))
 
 
 def test_core_api_without_the_cli(root: RootPaths, tmp_path: Path) -> None:
@@ -382,7 +388,8 @@ def test_core_api_without_the_cli(root: RootPaths, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("args", [["--samples-per-shard", "5"], ["--shard-size", "40K", "--sample", "0.5", "--seed", "3"],
-                                  ["--sample", "7", "--parts", "1-2"], ["--ids", "IDS"]])
+                                  ["--sample", "7", "--parts", "1-2"], ["--ids", "IDS"],
+                                  ["--format", "folders", "--samples-per-shard", "5"]])
 def test_placed_from_member_lists_and_read_first_give_the_same_bytes(args: list[str], tmp_path: Path) -> None:
     """The two ways to read the parts (planned from member lists with every member written in place; parts read
     in full first) give the same files, byte for byte, for every kind of subset and cut."""
@@ -395,7 +402,8 @@ def test_placed_from_member_lists_and_read_first_give_the_same_bytes(args: list[
         code, summary = run_export(paths, tmp_path / f"out-{reads}", *args)
         assert code == 0 and summary["planned_from_member_lists"] is (reads == "placed")
         out = tmp_path / f"out-{reads}"
-        outputs[reads] = {p.name: p.read_bytes() for p in sorted(out.iterdir()) if p.name != "sa1b-export.json"}
+        outputs[reads] = {p.relative_to(out).as_posix(): p.read_bytes() for p in sorted(out.rglob("*"))
+                          if p.is_file() and p.name != "sa1b-export.json"}
         receipt = json.loads((out / "sa1b-export.json").read_text())
         outputs[reads]["receipt"] = json.dumps({k: receipt[k] for k in ("settings", "samples", "bytes", "shards")}).encode()
     assert outputs["placed"] == outputs["read first"] and len(outputs["placed"]) >= 4

@@ -11,8 +11,10 @@ cuts, each member's offset) is known first. Then the disk carries each byte once
 A shard file is created at its final size (the gaps, tar padding and the end-of-archive blocks, are
 zeros, as a tar's are). Once every part with samples in it is placed it is finished: md5 and sha256
 read back (from the page cache, usually; one thread each), synced, renamed into place, then its
-record written. A run killed at any point keeps the shards with a record; the next run writes the
-others again, from their parts, byte for byte as an uninterrupted run would.
+record written. ``--format folders`` writes each member as its own file (hashed from the bytes as they
+come) and a chunk's record once its parts are placed and the files flushed. A run killed at any point
+keeps the shards (chunks) with a record; the next run writes the others again, from their parts,
+byte for byte as an uninterrupted run would.
 
 Used when every part is read from its tar with a member list matching its receipt, and no mask
 filter needs the annotations' contents; otherwise :mod:`.read` reads the parts first.
@@ -32,8 +34,16 @@ from pathlib import Path
 from sa1b_cli.events import Reporter
 from sa1b_cli.export.plan import TAR_BLOCK, Sample, Settings, ShardCut, shard_name
 from sa1b_cli.export.read import TAR, OnFile, PartIndex, PartSource, PartUnreadable, Stopped, collect
-from sa1b_cli.export.shards import WRITEBACK_EVERY, ShardRecord, finished_record, record_path, tar_header
-from sa1b_cli.extract.disk import start_writeback
+from sa1b_cli.export.shards import (
+    WRITEBACK_EVERY,
+    ShardRecord,
+    finished_record,
+    folder_chunk_record,
+    record_path,
+    tar_header,
+    write_folder_file,
+)
+from sa1b_cli.extract.disk import start_writeback, sync_filesystem
 from sa1b_cli.store.atomic import atomic_write_json
 from sa1b_cli.store.members import read_member_list
 from sa1b_cli.store.paths import RootPaths
@@ -50,8 +60,8 @@ class Place:
     """Where one kept member goes: its shard, the offset of its header there, its name in the shard, its size."""
 
     shard: int
-    offset: int
-    name: str
+    offset: int  # 0 in a folder export (a file of its own)
+    name: str  # in the shard, or (a folder export) the file's path under OUT
     size: int
 
 
@@ -73,6 +83,7 @@ class Placement:
     to read has samples in (where its members go is worked out when it is read: for the whole dataset, a
     place per member held at once would take gigabytes)."""
 
+    folders: bool  # --format folders: chunks of files rather than tar shards
     indices: dict[str, PartIndex]
     shards: list[PlannedShard]
     shards_of: dict[str, list[int]]  # parts to read -> numbers of their shards still to write
@@ -84,7 +95,11 @@ class Placement:
         for number in self.shards_of[part]:
             offset = 0
             for sample in self.shards[number].samples:
-                if sample.part == part:
+                if sample.part == part and self.folders:
+                    jpg, json = f"sa_{sample.image_id}.jpg", f"sa_{sample.image_id}.json"
+                    places[jpg] = Place(number, 0, f"images/{jpg}", sample.jpg_size)
+                    places[json] = Place(number, 0, f"annotations/{json}", sample.json_size)
+                elif sample.part == part:
                     jpg, json = f"sa_{sample.image_id}.jpg", f"sa_{sample.image_id}.json"
                     places[jpg] = Place(number, offset, jpg, sample.jpg_size)
                     json_offset = offset + TAR_BLOCK + sample.jpg_size + (-sample.jpg_size % TAR_BLOCK)
@@ -97,7 +112,7 @@ def plan(paths: RootPaths, sources: list[PartSource], settings: Settings, out: P
     """The export planned from member lists; None when a part has none that matches its receipt, is read
     from its extracted files, or a mask filter must read the annotations. Raises ValueError when OUT holds a
     shard of this export's name and first sample whose samples differ (the export's state does not match)."""
-    if settings.format != "webdataset" or settings.subset.needs_masks:
+    if settings.subset.needs_masks:
         return None
     receipts = ReceiptStore(paths)
     indices: dict[str, PartIndex] = {}
@@ -123,7 +138,7 @@ def plan(paths: RootPaths, sources: list[PartSource], settings: Settings, out: P
             for part in sorted(shard.parts):
                 shards_of.setdefault(part, []).append(number)
     ordered = {name: shards_of[name] for name in indices if name in shards_of}  # parts are read in order
-    return Placement(indices, shards, ordered, {name: members[name] for name in ordered})
+    return Placement(settings.format == "folders", indices, shards, ordered, {name: members[name] for name in ordered})
 
 
 def _chosen(settings: Settings, indices: dict[str, PartIndex]) -> list[Sample]:
@@ -235,11 +250,15 @@ class PlacedExport:
         self.files = _ShardFiles(out, placement.shards)
         self.parts_read = self.shards_written = 0
         self.records: dict[int, ShardRecord] = {n: s.kept for n, s in enumerate(placement.shards) if s.kept is not None}
+        self.written: dict[int, dict[str, str]] = {}  # a folder export's files written, by chunk: their sha256
 
     def run(self, on_file: OnFile) -> list[ShardRecord]:
         """Place every part still needed; the records of all shards, in order. Raises PartUnreadable, Stopped."""
         waiting = {n: set(s.parts) for n, s in enumerate(self.placement.shards) if s.kept is None}
         digests: dict[int, dict[str, str]] = {}
+        if self.placement.folders:
+            (self.out / "images").mkdir(parents=True, exist_ok=True)
+            (self.out / "annotations").mkdir(parents=True, exist_ok=True)
         try:
             with ThreadPoolExecutor(self.jobs, thread_name_prefix="sa1b-export") as readers, \
                     ThreadPoolExecutor(max(2, self.jobs), thread_name_prefix="sa1b-hash") as hashers:
@@ -269,13 +288,15 @@ class PlacedExport:
 
     def _placed(self, part: str, waiting: dict[int, set[str]], hashers: ThreadPoolExecutor,
                 pending: dict[Future[str], tuple[str, int | None]]) -> None:
-        """A part is in place: hash every shard it completes."""
+        """A part is in place: hash every shard it completes (publish every folder chunk)."""
         self.parts_read += 1
         index = self.placement.indices[part]
         self.reporter.event("part", f"{part}: {len(index.samples)} samples kept", part=part, samples=len(index.samples))
         for number in self.placement.shards_of[part]:
             waiting[number].discard(part)
-            if not waiting[number]:
+            if not waiting[number] and self.placement.folders:
+                self._publish_chunk(number)
+            elif not waiting[number]:
                 self.files.start_writeback(number)  # the disk writes the rest while the hashes read it back
                 for algorithm in ("md5", "sha256"):
                     pending[hashers.submit(_digest, self.files.temporary(number), algorithm)] = (algorithm, number)
@@ -286,13 +307,22 @@ class PlacedExport:
         record = ShardRecord(shard.name, len(shard.samples), shard.samples[0].image_id, shard.samples[-1].image_id,
                              shard.size, digests["md5"], digests["sha256"])
         atomic_write_json(record_path(self.work, record.name), record.to_dict())
+        self._published(number, record)
+
+    def _publish_chunk(self, number: int) -> None:
+        chunk = self.placement.shards[number]
+        sync_filesystem(self.out)  # one flush per chunk rather than an fsync per file
+        self._published(number, folder_chunk_record(self.work, chunk.name, chunk.samples, self.written.pop(number)))
+
+    def _published(self, number: int, record: ShardRecord) -> None:
         self.records[number] = record
         self.shards_written += 1
         self.reporter.event("shard", f"{record.name}: {record.samples} samples published", shard=record.name,
                             samples=record.samples, bytes=record.size)
 
     def _place(self, part: str, on_file: OnFile) -> str:
-        """Read one part, writing each member the plan places (header, then data) at its offset."""
+        """Read one part, writing each member the plan places: at its offset in its shard (header, then data), or
+        (a folder export) as its own file."""
         places = self.placement.places_for(part)
         tar = self.tars[part]
         assert tar is not None
@@ -314,14 +344,18 @@ class PlacedExport:
                                 raise PartUnreadable(f"{part}: member {member.name!r} is {member.size} bytes, its member "
                                                      f"list says {place.size}; the part changed since its check "
                                                      "(sa1b verify --tars)")
-                            fd = shards.fd(place.shard)
-                            os.pwrite(fd, tar_header(place.name, place.size), place.offset)
-                            reader.copy_to(member, fd, at=place.offset + TAR_BLOCK)
+                            if self.placement.folders:
+                                digest = write_folder_file(self.out / place.name, reader.read(member))
+                                self.written.setdefault(place.shard, {})[place.name] = digest
+                            else:
+                                fd = shards.fd(place.shard)
+                                os.pwrite(fd, tar_header(place.name, place.size), place.offset)
+                                reader.copy_to(member, fd, at=place.offset + TAR_BLOCK)
+                                unsynced += member.size
+                                if unsynced >= WRITEBACK_EVERY:
+                                    start_writeback(fd)  # the disk works while the part is read; the sync finds little left
+                                    unsynced = 0
                             placed += 1
-                            unsynced += member.size
-                            if unsynced >= WRITEBACK_EVERY:
-                                start_writeback(fd)  # the disk works while the part is read; the sync finds little left
-                                unsynced = 0
                         if on_file is not None:
                             on_file(member.size)
                     reader.finish()

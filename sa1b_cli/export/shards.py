@@ -289,27 +289,21 @@ class FolderChunkWriter:
     def __init__(self, out: Path, work: Path, name: str, locate: Locate) -> None:
         self.out, self.work, self.name, self.locate = out, work, name, locate
         self.sources = _Sources()
-        self.files: list[list[Any]] = []
-        self.samples = 0
-        self.first_id = self.last_id = -1
+        self.digests: dict[str, str] = {}  # sha256 of each file written
+        self.samples: list[Sample] = []
 
     def add(self, sample: Sample) -> None:
         located = self.locate(sample)
         for (path, offset, size), folder, suffix in ((located.jpg, "images", ".jpg"),
                                                      (located.annotation, "annotations", ".json")):
             relative = f"{folder}/sa_{sample.image_id}{suffix}"
-            self.files.append([relative, size, _write_file(self.out / relative, self.sources, located, path, offset, size)])
-        self.samples += 1
-        self.first_id = sample.image_id if self.first_id < 0 else self.first_id
-        self.last_id = sample.image_id
+            self.digests[relative] = _write_file(self.out / relative, self.sources, located, path, offset, size)
+        self.samples.append(sample)
 
     def finish(self) -> ShardRecord:
         self.sources.close()
         sync_filesystem(self.out)  # one flush per chunk rather than an fsync per file
-        record = ShardRecord(self.name, self.samples, self.first_id, self.last_id,
-                             sum(size for _name, size, _digest in self.files), None, None, self.files)
-        atomic_write_json(record_path(self.work, self.name), record.to_dict())
-        return record
+        return folder_chunk_record(self.work, self.name, self.samples, self.digests)
 
     def abort(self) -> None:
         self.sources.close()
@@ -317,13 +311,28 @@ class FolderChunkWriter:
 
 def _write_file(target: Path, sources: _Sources, located: Located, path: Path, offset: int, size: int) -> str:
     """One file of a folder chunk, from held bytes, a spill or an extracted file; its sha256."""
-    data = _member_bytes(sources, located, path, offset, size)
+    return write_folder_file(target, _member_bytes(sources, located, path, offset, size))
+
+
+def write_folder_file(target: Path, data: bytes) -> str:
+    """One file of a folder chunk written (replacing what an interrupted run left); its sha256."""
     fd = os.open(target, _OPEN_FLAGS, 0o644)
     try:
         _write_all(fd, data)
     finally:
         os.close(fd)
     return hashlib.sha256(data).hexdigest()
+
+
+def folder_chunk_record(work: Path, name: str, samples: list[Sample], digests: dict[str, str]) -> ShardRecord:
+    """The record of a folder chunk whose files are all written and flushed (``digests``: sha256 by file)."""
+    files = [[relative, size, digests[relative]] for sample in samples
+             for relative, size in ((f"images/sa_{sample.image_id}.jpg", sample.jpg_size),
+                                    (f"annotations/sa_{sample.image_id}.json", sample.json_size))]
+    record = ShardRecord(name, len(samples), samples[0].image_id, samples[-1].image_id,
+                         sum(size for _name, size, _digest in files), None, None, files)
+    atomic_write_json(record_path(work, name), record.to_dict())
+    return record
 
 
 def write_wids_index(out: Path, records: Iterable[ShardRecord]) -> Path:
