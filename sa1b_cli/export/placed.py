@@ -10,7 +10,7 @@ cuts, each member's offset) is known first. Then the disk carries each byte once
 
 A shard file is created at its final size (the gaps, tar padding and the end-of-archive blocks, are
 zeros, as a tar's are). Once every part with samples in it is placed it is finished: md5 and sha256
-read back (from the page cache, usually; one thread each), synced, renamed into place, then its
+read back once (``integrity.hash_file``: from the page cache, usually; one thread a hash), synced, renamed into place, then its
 record written. ``--format folders`` writes each member as its own file (hashed from the bytes as they
 come) and a chunk's record once its parts are placed and the files flushed. A run killed at any point
 keeps the shards (chunks) with a record; the next run writes the others again, from their parts,
@@ -22,7 +22,6 @@ filter needs the annotations' contents; otherwise :mod:`.read` reads the parts f
 
 from __future__ import annotations
 
-import hashlib
 import os
 import threading
 from collections import OrderedDict
@@ -30,6 +29,7 @@ from collections.abc import Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from sa1b_cli.events import Reporter
 from sa1b_cli.export.plan import TAR_BLOCK, Sample, Settings, ShardCut, shard_name
@@ -44,13 +44,13 @@ from sa1b_cli.export.shards import (
     write_folder_file,
 )
 from sa1b_cli.extract.disk import start_writeback, sync_filesystem
+from sa1b_cli.integrity import hash_file
 from sa1b_cli.store.atomic import atomic_write_json
 from sa1b_cli.store.members import read_member_list
 from sa1b_cli.store.paths import RootPaths
 from sa1b_cli.store.receipts import DownloadReceipt, ReceiptStore
 from sa1b_cli.tarwalk import TarReader, TarRefused, open_part_stream
 
-HASH_CHUNK = 8 << 20
 MAX_OPEN_PER_READER = 16  # shard files a reader keeps open (a part of 1 GB shards spans about 12)
 _END_OF_ARCHIVE = 2 * TAR_BLOCK
 
@@ -95,15 +95,15 @@ class Placement:
         for number in self.shards_of[part]:
             offset = 0
             for sample in self.shards[number].samples:
-                if sample.part == part and self.folders:
+                if sample.part == part:
                     jpg, json = f"sa_{sample.image_id}.jpg", f"sa_{sample.image_id}.json"
-                    places[jpg] = Place(number, 0, f"images/{jpg}", sample.jpg_size)
-                    places[json] = Place(number, 0, f"annotations/{json}", sample.json_size)
-                elif sample.part == part:
-                    jpg, json = f"sa_{sample.image_id}.jpg", f"sa_{sample.image_id}.json"
-                    places[jpg] = Place(number, offset, jpg, sample.jpg_size)
-                    json_offset = offset + TAR_BLOCK + sample.jpg_size + (-sample.jpg_size % TAR_BLOCK)
-                    places[json] = Place(number, json_offset, json, sample.json_size)
+                    if self.folders:
+                        places[jpg] = Place(number, 0, f"images/{jpg}", sample.jpg_size)
+                        places[json] = Place(number, 0, f"annotations/{json}", sample.json_size)
+                    else:
+                        places[jpg] = Place(number, offset, jpg, sample.jpg_size)
+                        json_offset = offset + TAR_BLOCK + sample.jpg_size + (-sample.jpg_size % TAR_BLOCK)
+                        places[json] = Place(number, json_offset, json, sample.json_size)
                 offset += sample.tar_bytes
         return places
 
@@ -244,8 +244,9 @@ class PlacedExport:
     """One run of a placement: parts placed by ``jobs`` threads, shards hashed and published as they fill."""
 
     def __init__(self, placement: Placement, sources: list[PartSource], out: Path, work: Path, jobs: int,
-                 reporter: Reporter, stop: threading.Event) -> None:
-        self.placement, self.out, self.work, self.jobs, self.reporter, self.stop = placement, out, work, jobs, reporter, stop
+                 reporter: Reporter) -> None:
+        self.placement, self.out, self.work, self.jobs, self.reporter = placement, out, work, jobs, reporter
+        self.stop = threading.Event()  # set when the run fails or is interrupted: the readers end
         self.tars = {s.name: s.tar for s in sources}
         self.files = _ShardFiles(out, placement.shards)
         self.parts_read = self.shards_written = 0
@@ -255,27 +256,25 @@ class PlacedExport:
     def run(self, on_file: OnFile) -> list[ShardRecord]:
         """Place every part still needed; the records of all shards, in order. Raises PartUnreadable, Stopped."""
         waiting = {n: set(s.parts) for n, s in enumerate(self.placement.shards) if s.kept is None}
-        digests: dict[int, dict[str, str]] = {}
         if self.placement.folders:
             (self.out / "images").mkdir(parents=True, exist_ok=True)
             (self.out / "annotations").mkdir(parents=True, exist_ok=True)
         try:
             with ThreadPoolExecutor(self.jobs, thread_name_prefix="sa1b-export") as readers, \
-                    ThreadPoolExecutor(max(2, self.jobs), thread_name_prefix="sa1b-hash") as hashers:
-                pending: dict[Future[str], tuple[str, int | None]] = {
-                    readers.submit(self._place, part, on_file): (part, None) for part in self.placement.shards_of}
+                    ThreadPoolExecutor(self.jobs, thread_name_prefix="sa1b-hash") as hashers:
+                # a part being placed (its name) or a shard being hashed (its number)
+                pending: dict[Future[Any], str | int] = {
+                    readers.submit(self._place, part, on_file): part for part in self.placement.shards_of}
                 try:
                     while pending:
                         done, _ = wait(pending, return_when=FIRST_COMPLETED)
                         for future in done:
-                            what, number = pending.pop(future)
+                            what = pending.pop(future)
                             result = future.result()
-                            if number is None:
+                            if isinstance(what, str):
                                 self._placed(what, waiting, hashers, pending)
                             else:
-                                digests.setdefault(number, {})[what] = result
-                                if len(digests[number]) == 2:
-                                    self._publish(number, digests.pop(number))
+                                self._publish(what, result)
                 except BaseException:
                     self.stop.set()
                     readers.shutdown(wait=True, cancel_futures=True)
@@ -287,7 +286,7 @@ class PlacedExport:
         return [self.records[n] for n in range(len(self.placement.shards))]
 
     def _placed(self, part: str, waiting: dict[int, set[str]], hashers: ThreadPoolExecutor,
-                pending: dict[Future[str], tuple[str, int | None]]) -> None:
+                pending: dict[Future[Any], str | int]) -> None:
         """A part is in place: hash every shard it completes (publish every folder chunk)."""
         self.parts_read += 1
         index = self.placement.indices[part]
@@ -298,14 +297,15 @@ class PlacedExport:
                 self._publish_chunk(number)
             elif not waiting[number]:
                 self.files.start_writeback(number)  # the disk writes the rest while the hashes read it back
-                for algorithm in ("md5", "sha256"):
-                    pending[hashers.submit(_digest, self.files.temporary(number), algorithm)] = (algorithm, number)
+                pending[hashers.submit(hash_file, self.files.temporary(number))] = number
 
-    def _publish(self, number: int, digests: dict[str, str]) -> None:
+    def _publish(self, number: int, hashed: tuple[int, str | None, str]) -> None:
+        """Publish a shard, given ``hash_file``'s (size, md5, sha256) of it."""
         shard = self.placement.shards[number]
+        _size, md5, sha256 = hashed
         self.files.publish(number)
         record = ShardRecord(shard.name, len(shard.samples), shard.samples[0].image_id, shard.samples[-1].image_id,
-                             shard.size, digests["md5"], digests["sha256"])
+                             shard.size, md5, sha256)
         atomic_write_json(record_path(self.work, record.name), record.to_dict())
         self._published(number, record)
 
@@ -370,13 +370,3 @@ class PlacedExport:
                                  "the part changed since its check (sa1b verify --tars)")
         return part
 
-
-def _digest(path: Path, algorithm: str) -> str:
-    """The file's digest, read in large chunks (hashlib lets go of the GIL while it hashes each)."""
-    digest = hashlib.new(algorithm)
-    buffer = bytearray(HASH_CHUNK)
-    view = memoryview(buffer)
-    with open(path, "rb", buffering=0) as handle:
-        while n := handle.readinto(buffer):
-            digest.update(view[:n])
-    return digest.hexdigest()

@@ -120,7 +120,8 @@ class ExportResult:
             "out": str(self.out), "format": self.settings.format, "parts": len(self.settings.parts),
             "samples": self.samples, "bytes": self.bytes, "shards": len(self.records),
             "shards_written": self.shards_written, "shards_kept": self.shards_kept, "parts_read": self.parts_read,
-            "already": self.already, "planned_from_member_lists": self.planned, "ids_missing": self.ids_missing[:1000], "ids_missing_count": len(self.ids_missing),
+            "already": self.already, "planned_from_member_lists": self.planned,
+            "ids_missing": self.ids_missing[:1000], "ids_missing_count": len(self.ids_missing),
             "skipped_parts": self.skipped_parts, "unpaired": self.unpaired[:1000],
             "unreadable": self.unreadable[:1000], "other_members": self.other_members,
             "subset": self.settings.subset.describe(), "seconds": round(self.seconds, 3),
@@ -175,7 +176,7 @@ def _export(paths: RootPaths, out: Path, settings: Settings, sources: list[PartS
     placement = _plan(paths, out, settings, sources)
     if placement is None:
         return _Run(paths, out, settings, sources, request.jobs, reporter, MemoryBudget(request.memory_budget)).execute()
-    run = placed.PlacedExport(placement, sources, out, out / WORK_DIR, request.jobs, reporter, threading.Event())
+    run = placed.PlacedExport(placement, sources, out, out / WORK_DIR, request.jobs, reporter)
     progress = _Progress(reporter.files("export", sum(placement.members.values()) or None))
     try:
         records = run.run(progress.member)
