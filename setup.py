@@ -1,10 +1,15 @@
-"""Build of the optional C extension; everything else is in pyproject.toml.
+"""Build of the optional C extensions; everything else is in pyproject.toml.
 
-``sa1b_cli._rlestats`` makes ``sa1b verify --deep`` several times faster. It is
-optional: where no C compiler is at hand the install still succeeds and the deep
-check uses pycocotools' decoder and numpy instead (``sa1b_cli/rle.py``).
+Both are optional: where no C compiler is at hand the install still succeeds and sa1b
+uses the pure-Python way instead.
+
+- ``sa1b_cli._rlestats`` makes ``sa1b verify --deep`` several times faster (without it
+  the deep check uses pycocotools' decoder and numpy: ``sa1b_cli/rle.py``).
+- ``sa1b_cli._md5lanes`` hashes the shards an export publishes side by side, one SIMD
+  lane a shard (without it each shard's md5 is hashlib's: ``sa1b_cli/integrity.py``).
 """
 
 from setuptools import Extension, setup
 
-setup(ext_modules=[Extension("sa1b_cli._rlestats", ["sa1b_cli/_rlestats.c"], optional=True)])
+setup(ext_modules=[Extension("sa1b_cli._rlestats", ["sa1b_cli/_rlestats.c"], optional=True),
+                   Extension("sa1b_cli._md5lanes", ["sa1b_cli/_md5lanes.c"], optional=True)])

@@ -10,8 +10,8 @@ cuts, each member's offset) is known first. Then the disk carries each byte once
 
 A shard file is created at its final size (the gaps, tar padding and the end-of-archive blocks, are
 zeros, as a tar's are). Once every part with samples in it is placed it is finished: md5 and sha256
-read back once (``integrity.hash_file``: from the page cache, usually; one thread a hash), synced, renamed into place, then its
-record written. ``--format folders`` writes each member as its own file (hashed from the bytes as they
+read back (``integrity.hash_files``: from the page cache, usually; the md5s of a part's shards side by side
+in SIMD lanes, their sha256s in threads), synced, renamed into place, then its record written. ``--format folders`` writes each member as its own file (hashed from the bytes as they
 come) and a chunk's record once its parts are placed and the files flushed. A run killed at any point
 keeps the shards (chunks) with a record; the next run writes the others again, from their parts,
 byte for byte as an uninterrupted run would.
@@ -44,7 +44,7 @@ from sa1b_cli.export.shards import (
     write_folder_file,
 )
 from sa1b_cli.extract.disk import start_writeback, sync_filesystem
-from sa1b_cli.integrity import hash_file
+from sa1b_cli.integrity import hash_files
 from sa1b_cli.store.atomic import atomic_write_json
 from sa1b_cli.store.members import read_member_list
 from sa1b_cli.store.paths import RootPaths
@@ -262,8 +262,8 @@ class PlacedExport:
         try:
             with ThreadPoolExecutor(self.jobs, thread_name_prefix="sa1b-export") as readers, \
                     ThreadPoolExecutor(self.jobs, thread_name_prefix="sa1b-hash") as hashers:
-                # a part being placed (its name) or a shard being hashed (its number)
-                pending: dict[Future[Any], str | int] = {
+                # a part being placed (its name) or the shards it completed being hashed (their numbers)
+                pending: dict[Future[Any], str | tuple[int, ...]] = {
                     readers.submit(self._place, part, on_file): part for part in self.placement.shards_of}
                 try:
                     while pending:
@@ -286,28 +286,32 @@ class PlacedExport:
         return [self.records[n] for n in range(len(self.placement.shards))]
 
     def _placed(self, part: str, waiting: dict[int, set[str]], hashers: ThreadPoolExecutor,
-                pending: dict[Future[Any], str | int]) -> None:
-        """A part is in place: hash every shard it completes (publish every folder chunk)."""
+                pending: dict[Future[Any], str | tuple[int, ...]]) -> None:
+        """A part is in place: hash the shards it completes, together (publish every folder chunk it completes)."""
         self.parts_read += 1
         index = self.placement.indices[part]
         self.reporter.event("part", f"{part}: {len(index.samples)} samples kept", part=part, samples=len(index.samples))
+        complete: list[int] = []
         for number in self.placement.shards_of[part]:
             waiting[number].discard(part)
             if not waiting[number] and self.placement.folders:
                 self._publish_chunk(number)
             elif not waiting[number]:
                 self.files.start_writeback(number)  # the disk writes the rest while the hashes read it back
-                pending[hashers.submit(hash_file, self.files.temporary(number))] = number
+                complete.append(number)
+        if complete:
+            paths = [self.files.temporary(number) for number in complete]
+            pending[hashers.submit(hash_files, paths, self.jobs)] = tuple(complete)
 
-    def _publish(self, number: int, hashed: tuple[int, str | None, str]) -> None:
-        """Publish a shard, given ``hash_file``'s (size, md5, sha256) of it."""
-        shard = self.placement.shards[number]
-        _size, md5, sha256 = hashed
-        self.files.publish(number)
-        record = ShardRecord(shard.name, len(shard.samples), shard.samples[0].image_id, shard.samples[-1].image_id,
-                             shard.size, md5, sha256)
-        atomic_write_json(record_path(self.work, record.name), record.to_dict())
-        self._published(number, record)
+    def _publish(self, numbers: tuple[int, ...], hashed: list[tuple[int, str | None, str]]) -> None:
+        """Publish shards, given ``hash_files``' (size, md5, sha256) of each."""
+        for number, (_size, md5, sha256) in zip(numbers, hashed):
+            shard = self.placement.shards[number]
+            self.files.publish(number)
+            record = ShardRecord(shard.name, len(shard.samples), shard.samples[0].image_id,
+                                 shard.samples[-1].image_id, shard.size, md5, sha256)
+            atomic_write_json(record_path(self.work, record.name), record.to_dict())
+            self._published(number, record)
 
     def _publish_chunk(self, number: int) -> None:
         chunk = self.placement.shards[number]
