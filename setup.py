@@ -5,11 +5,11 @@ uses the pure-Python way instead.
 
 - ``sa1b_cli._rlestats`` makes ``sa1b verify --deep`` several times faster (without it
   the deep check uses pycocotools' decoder and numpy: ``sa1b_cli/rle.py``).
-- ``sa1b_cli._md5lanes`` hashes the shards an export publishes side by side, one SIMD
+- ``sa1b_cli._hashlanes`` hashes the shards an export publishes side by side, one SIMD
   lane a shard (without it each shard's md5 is hashlib's: ``sa1b_cli/integrity.py``).
 """
 
 from setuptools import Extension, setup
 
 setup(ext_modules=[Extension("sa1b_cli._rlestats", ["sa1b_cli/_rlestats.c"], optional=True),
-                   Extension("sa1b_cli._md5lanes", ["sa1b_cli/_md5lanes.c"], optional=True)])
+                   Extension("sa1b_cli._hashlanes", ["sa1b_cli/_hashlanes.c"], optional=True)])

@@ -4,6 +4,10 @@
 Three comparisons, each a ratio of two contenders measured in the same run, taking turns (the
 order rotates every repeat) so slow phases of a shared machine hit both alike; figures are medians.
 
+Shards are cut as for SA-1B itself unless told otherwise: its ~11 GB parts make about 11 shards
+of the default 1 GiB each, so ``--shard-size`` is a part's tar bytes / ``--shards-per-part`` (11);
+throughput is also timed at the default 1 GiB, which makes about one shard of these ~1 GB parts.
+
 1. Export of one part vs the repack users do today: ``tar -xzf`` into a folder, then
    ``tar --sort=name -cf`` of it (``+ sync`` too: ``sync`` of the repacked tar, as sa1b syncs every shard
    before publishing it). The export as a download leaves parts (with their member lists: each member written
@@ -20,7 +24,7 @@ project's generator (real JPEGs at 750x1125, 100 RLE masks an image, gzip level 
 in ``--workdir`` for the next run; they sit in the page cache while timed.
 
     python scripts/bench_export.py                       # ~3 min on 2 cores -> a markdown table on stdout
-    python scripts/bench_export.py --pairs 1800 --parts 2 --repeats 3  # ~15 min: 1 GB parts, which spill
+    python scripts/bench_export.py --pairs 1800 --parts 4 --repeats 3  # ~20 min: 1 GB parts, which spill
     python scripts/bench_export.py --pairs 20 --repeats 2  # seconds (smoke)
 """
 
@@ -51,7 +55,7 @@ from sa1b_cli.integrity import check_part  # noqa: E402
 from sa1b_cli.store import DownloadReceipt, ReceiptStore  # noqa: E402
 from sa1b_cli.store.members import write_member_list  # noqa: E402
 from sa1b_cli.store.paths import RootPaths  # noqa: E402
-from sa1b_cli.testing.generator import make_annotation, make_parts  # noqa: E402
+from sa1b_cli.testing.generator import make_annotation, make_parts, tar_member_sizes  # noqa: E402
 
 SA1B = [sys.executable, "-m", "sa1b_cli"]
 
@@ -115,15 +119,26 @@ def race(contenders: dict[str, Callable[[], float]], repeats: int) -> dict[str, 
     return {name: statistics.median(values) for name, values in times.items()}
 
 
-def timed_export(root: RootPaths, work: Path, jobs: int, label: str) -> Callable[[], float]:
-    """A contender: ``sa1b export`` of ``root`` into a fresh ``work/out``."""
+def timed_export(root: RootPaths, work: Path, jobs: int, label: str, shard_size: int | None) -> Callable[[], float]:
+    """A contender: ``sa1b export`` of ``root`` into a fresh ``work/out`` (``--shard-size`` when given)."""
+    cut = ["--shard-size", str(shard_size)] if shard_size else []
+
     def run() -> float:
         shutil.rmtree(work / "out", ignore_errors=True)
-        return wall([*SA1B, "export", "-d", str(root.root), "-o", str(work / "out"), "-j", str(jobs), "--quiet"], label)
+        return wall([*SA1B, "export", "-d", str(root.root), "-o", str(work / "out"), "-j", str(jobs), "--quiet", *cut],
+                    label)
     return run
 
 
-def one_part(parts_dir: Path, work: Path, repeats: int) -> tuple[dict[str, float], int]:
+def sa1b_shard_size(parts_dir: Path, shards_per_part: int) -> int | None:
+    """The ``--shard-size`` that cuts a part into ``shards_per_part`` shards (None: sa1b's default)."""
+    if not shards_per_part:
+        return None
+    tar_bytes = sum(512 + -(-size // 512) * 512 for _, size in tar_member_sizes(parts_dir / "sa_000000.tar"))
+    return tar_bytes // shards_per_part + 1
+
+
+def one_part(parts_dir: Path, work: Path, repeats: int, shard_size: int | None) -> tuple[dict[str, float], int]:
     name = "sa_000000.tar"
     roots = {"placed": downloaded_root(parts_dir, work / "root-one", [name]),
              "read first": downloaded_root(parts_dir, work / "root-one-read", [name], member_lists=False)}
@@ -139,14 +154,15 @@ def one_part(parts_dir: Path, work: Path, repeats: int) -> tuple[dict[str, float
                         "repack + sync" if sync else "repack")
         return run
 
-    times = race({"sa1b export": timed_export(roots["placed"], work, 1, "export one, placed"),
-                  "sa1b export, read first": timed_export(roots["read first"], work, 1, "export one, read first"),
+    times = race({"sa1b export": timed_export(roots["placed"], work, 1, "export one, placed", shard_size),
+                  "sa1b export, read first": timed_export(roots["read first"], work, 1, "export one, read first",
+                                                          shard_size),
                   "tar -xzf + tar --sort=name -cf": repack(False), "tar -xzf + tar --sort=name -cf + sync": repack(True)},
                  repeats)
     return times, (parts_dir / name).stat().st_size
 
 
-def throughput(parts_dir: Path, work: Path, repeats: int) -> tuple[dict[str, float], int]:
+def throughput(parts_dir: Path, work: Path, repeats: int, shard_size: int | None) -> tuple[dict[str, float], int]:
     names = sorted(p.name for p in parts_dir.glob("*.tar"))
     roots = {"placed": downloaded_root(parts_dir, work / "root-export", names),
              "read first": downloaded_root(parts_dir, work / "root-export-read", names, member_lists=False)}
@@ -155,9 +171,14 @@ def throughput(parts_dir: Path, work: Path, repeats: int) -> tuple[dict[str, flo
         paths = downloaded_root(parts_dir, work / "root-extract", names)  # anew: nothing extracted yet
         return wall([*SA1B, "extract", "-d", str(paths.root), "-j", "2", "--quiet"], "extract all")
 
-    times = race({"sa1b export": timed_export(roots["placed"], work, 2, "export all, placed"),
-                  "sa1b export, read first": timed_export(roots["read first"], work, 2, "export all, read first"),
-                  "sa1b extract": extract}, repeats)
+    contenders = {"sa1b export": timed_export(roots["placed"], work, 2, "export all, placed", shard_size),
+                  "sa1b export, read first": timed_export(roots["read first"], work, 2, "export all, read first",
+                                                          shard_size),
+                  "sa1b extract": extract}
+    if shard_size:
+        contenders["sa1b export, 1 GiB shards"] = timed_export(roots["placed"], work, 2, "export all, placed, 1 GiB",
+                                                               None)
+    times = race(contenders, repeats)
     return times, sum((parts_dir / n).stat().st_size for n in names)
 
 
@@ -206,6 +227,8 @@ def main() -> int:
                         "(150: 79 MB; 1800: 0.98 GB, where a part outgrows the memory budget and spills as real ones do)")
     parser.add_argument("--parts", type=int, default=3, help="generated parts (the throughput comparison reads them all)")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--shards-per-part", type=int, default=11,
+                        help="cut shards as SA-1B's parts are by the default 1 GiB (11); 0: sa1b's default --shard-size")
     parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "sa1b-bench-export")
     args = parser.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
@@ -213,13 +236,17 @@ def main() -> int:
     parts_dir = prepare(args.workdir, args.parts, args.pairs)
     work = Path(tempfile.mkdtemp(prefix="run-", dir=args.workdir))
     try:
-        one, one_size = one_part(parts_dir, work, args.repeats)
-        many, many_size = throughput(parts_dir, work, args.repeats)
+        shard_size = sa1b_shard_size(parts_dir, args.shards_per_part)
+        one, one_size = one_part(parts_dir, work, args.repeats, shard_size)
+        many, many_size = throughput(parts_dir, work, args.repeats, shard_size)
         masks = mask_decode(args.repeats)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     mb = 1 << 20
-    print(f"{os.cpu_count()} cores, median of {args.repeats}; parts of {args.pairs} pairs (750x1125, 100 masks, gzip -6)\n")
+    cut = (f"--shard-size {shard_size / mb:.1f}M: {args.shards_per_part} shards a part, as SA-1B's parts in 1 GiB shards"
+           if shard_size else "sa1b's default --shard-size 1G")
+    print(f"{os.cpu_count()} cores, median of {args.repeats}; parts of {args.pairs} pairs (750x1125, 100 masks, gzip -6); "
+          f"{cut}\n")
     print("| comparison | sa1b | other | ratio (other / sa1b) | target |")
     print("|---|---|---|---|---|")
     repack, synced = one["tar -xzf + tar --sort=name -cf"], one["tar -xzf + tar --sort=name -cf + sync"]
@@ -236,6 +263,13 @@ def main() -> int:
               f"| {many['sa1b extract'] / many[label]:.2f}x | >= 0.9x |")
         print(f"| CPU seconds (user + system) of the same runs | {cpu(f'export all, {reads}'):.2f} s "
               f"| {cpu('extract all'):.2f} s | {cpu('extract all') / cpu(f'export all, {reads}'):.2f}x | - |")
+    if shard_size:
+        label = "sa1b export, 1 GiB shards"
+        print(f"| export {args.parts} parts, placed, sa1b's default 1 GiB shards (~1 a part: no SIMD lanes), vs "
+              f"`sa1b extract`, -j 2 | {many[label]:.2f} s | {many['sa1b extract']:.2f} s "
+              f"| {many['sa1b extract'] / many[label]:.2f}x | >= 0.9x |")
+        print(f"| CPU seconds (user + system) of the same runs | {cpu('export all, placed, 1 GiB'):.2f} s "
+              f"| {cpu('extract all'):.2f} s | {cpu('extract all') / cpu('export all, placed, 1 GiB'):.2f}x | - |")
     for label, other in (("sa1b decode_mask, per mask", "pycocotools.mask.decode, per mask"),
                          ("sa1b decode_masks, per image", "pycocotools.mask.decode, per image")):
         print(f"| mask decode 1500x2250: {label} vs {other} | {masks[label] * 1e3:.2f} ms/mask "

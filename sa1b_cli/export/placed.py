@@ -10,8 +10,8 @@ cuts, each member's offset) is known first. Then the disk carries each byte once
 
 A shard file is created at its final size (the gaps, tar padding and the end-of-archive blocks, are
 zeros, as a tar's are). Once every part with samples in it is placed it is finished: md5 and sha256
-read back (``integrity.hash_files``: from the page cache, usually; the md5s of a part's shards side by side
-in SIMD lanes, their sha256s in threads), synced, renamed into place, then its record written. ``--format folders`` writes each member as its own file (hashed from the bytes as they
+read back (``integrity.hash_files``: from the page cache, usually; a part's shards side by side in SIMD
+lanes), synced, renamed into place, then its record written. ``--format folders`` writes each member as its own file (hashed from the bytes as they
 come) and a chunk's record once its parts are placed and the files flushed. A run killed at any point
 keeps the shards (chunks) with a record; the next run writes the others again, from their parts,
 byte for byte as an uninterrupted run would.
