@@ -6,7 +6,8 @@ uses the pure-Python way instead.
 - ``sa1b_cli._rlestats`` makes ``sa1b verify --deep`` several times faster (without it
   the deep check uses pycocotools' decoder and numpy: ``sa1b_cli/rle.py``).
 - ``sa1b_cli._hashlanes`` hashes the shards an export publishes side by side, one SIMD
-  lane a shard (without it each shard's md5 is hashlib's: ``sa1b_cli/integrity.py``).
+  lane a shard, md5 and sha256 in one read (without it hashlib hashes each:
+  ``sa1b_cli/integrity.py``).
 """
 
 from setuptools import Extension, setup

@@ -51,6 +51,7 @@ from benchlib.common import compile_sa1b  # noqa: E402
 from pycocotools import mask as coco_mask  # noqa: E402
 
 from sa1b_cli.export.masks import decode_mask, decode_masks  # noqa: E402
+from sa1b_cli.export.plan import TAR_BLOCK  # noqa: E402
 from sa1b_cli.integrity import check_part  # noqa: E402
 from sa1b_cli.store import DownloadReceipt, ReceiptStore  # noqa: E402
 from sa1b_cli.store.members import write_member_list  # noqa: E402
@@ -134,7 +135,7 @@ def sa1b_shard_size(parts_dir: Path, shards_per_part: int) -> int | None:
     """The ``--shard-size`` that cuts a part into ``shards_per_part`` shards (None: sa1b's default)."""
     if not shards_per_part:
         return None
-    tar_bytes = sum(512 + -(-size // 512) * 512 for _, size in tar_member_sizes(parts_dir / "sa_000000.tar"))
+    tar_bytes = sum(TAR_BLOCK + size + (-size % TAR_BLOCK) for _, size in tar_member_sizes(parts_dir / "sa_000000.tar"))
     return tar_bytes // shards_per_part + 1
 
 
